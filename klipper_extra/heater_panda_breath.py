@@ -21,6 +21,11 @@ DEVICE_MAX_TEMP = 60.
 PATCHED_DEVICE_MAX_TEMP = 70.
 STALE_HINT = ("is the [panda_breath] Moonraker component running and"
               " connected to the device?")
+try:
+    # Python 2 klippy decodes JSON strings as unicode
+    STRING_TYPES = (str, unicode)  # noqa: F821
+except NameError:
+    STRING_TYPES = (str,)
 
 
 ######################################################################
@@ -41,7 +46,7 @@ class UpdateRouter:
     def _handle_update(self, web_request):
         name = web_request.get('heater')
         heater = None
-        if isinstance(name, str):
+        if isinstance(name, STRING_TYPES):
             heater = self.heaters.get(name)
         if heater is None:
             raise web_request.error(
@@ -197,8 +202,9 @@ class PandaBreathHeater:
         device_target = _get_number(web_request, 'device_target', False)
         heater_on = _get_optional(web_request, 'heater_on', (bool,),
                                   "true or false")
-        link = _get_optional(web_request, 'link', (str,), "a string")
-        fault = _get_optional(web_request, 'fault', (str,), "a string or null")
+        link = _get_optional(web_request, 'link', STRING_TYPES, "a string")
+        fault = _get_optional(web_request, 'fault', STRING_TYPES,
+                              "a string or null")
         self.temperature = temperature
         self.last_update_time = self.reactor.monotonic()
         self.heater_on = heater_on
