@@ -42,7 +42,8 @@ def wait_until(
     """Poll ``predicate`` until it returns a truthy value; raise TimeoutError after ``timeout``.
 
     Exceptions raised by the predicate count as "not yet" so that callers can
-    poll endpoints that are still starting.
+    poll endpoints that are still starting; a ProcessError (the part died)
+    ends the wait at once.
     """
     deadline = time.monotonic() + timeout
     last_exc: BaseException | None = None
@@ -51,6 +52,8 @@ def wait_until(
             value = predicate()
             if value:
                 return value
+        except ProcessError:
+            raise
         except Exception as exc:  # noqa: BLE001 - polled services may not be up yet
             last_exc = exc
         if time.monotonic() >= deadline:

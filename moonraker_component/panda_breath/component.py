@@ -1,0 +1,288 @@
+"""The Moonraker component: wires device links, controllers and Klippy together.
+
+One ``[panda_breath]`` or ``[panda_breath NAME]`` section per device.  The
+component registers the ``panda_breath_set_target`` remote method the Klipper
+extra calls, switches every device off when Klipper shuts down or
+disconnects and when Moonraker stops, and serves
+``/server/panda_breath/status`` plus a rate-limited
+``notify_panda_breath_status_changed`` websocket notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any
+
+from .backoff import Backoff
+from .config import MQTT_FIRMWARES, DeviceConfig, read_device_config
+from .controller import DeviceController
+from .esphome_mqtt import EsphomeMqttProtocol
+from .klippy_relay import KlippyRelay
+from .link import DeviceLink
+from .mqtt_link import MqttDeviceLink
+from .stock_mqtt import StockMqttProtocol
+from .stock_ws_link import StockWebSocketLink
+
+if TYPE_CHECKING:
+    from moonraker.common import WebRequest
+    from moonraker.confighelper import ConfigHelper
+
+STATUS_EVENT = "panda_breath:panda_breath_status_changed"
+#: At most one status notification per this many seconds (the last state wins).
+NOTIFY_INTERVAL_S = 0.5
+#: How long Moonraker's shutdown may wait for the OFF frames to leave.
+EXIT_FLUSH_S = 1.5
+
+
+class PandaBreathDevice:
+    """One configured device: its controller, its link and the task running it."""
+
+    def __init__(self, cfg: DeviceConfig, controller: DeviceController, link: DeviceLink) -> None:
+        self.cfg = cfg
+        self.controller = controller
+        self.link = link
+        self.task: asyncio.Task[None] | None = None
+
+
+class PandaBreath:
+    def __init__(self, config: ConfigHelper) -> None:
+        self.server = config.get_server()
+        self.eventloop = self.server.get_event_loop()
+        self.relay = KlippyRelay(self.server)
+        self.devices: dict[str, PandaBreathDevice] = {}
+        self._notify_handle: asyncio.TimerHandle | None = None
+        self._last_notify = 0.0
+        self._closing = False
+        #: Moonraker's own MQTT client, loaded when a section needs it.
+        self.mqtt: Any = None
+        self._mqtt_problem: str | None = None
+        for section in _device_sections(config):
+            self._add_device(config.getsection(section))
+        if self.mqtt is not None:
+            self.server.register_event_handler("mqtt:connected", self._on_mqtt_connected)
+            self.server.register_event_handler("mqtt:disconnected", self._on_mqtt_disconnected)
+        self.server.register_endpoint(
+            "/server/panda_breath/status", ["GET"], self._handle_status_request
+        )
+        self.server.register_notification(STATUS_EVENT)
+        self.server.register_remote_method("panda_breath_set_target", self._on_set_target)
+        self.server.register_event_handler("server:klippy_ready", self._on_klippy_ready)
+        self.server.register_event_handler("server:klippy_shutdown", self._on_klippy_shutdown)
+        self.server.register_event_handler("server:klippy_disconnect", self._on_klippy_disconnect)
+
+    def _add_device(self, section_config: Any) -> None:
+        cfg = read_device_config(section_config)
+        self._check_mqtt(cfg, section_config)
+        heater_owner = next(
+            (d.cfg.section for d in self.devices.values() if d.cfg.heater == cfg.heater), None
+        )
+        if heater_owner is not None:
+            cfg.errors.append(
+                f"option 'heater': '{cfg.heater}' is already driven by [{heater_owner}]"
+            )
+        if cfg.errors:
+            self.server.add_warning(
+                f"[{cfg.section}]: device not started because of configuration errors:\n"
+                + "\n".join("  " + err for err in cfg.errors),
+                warn_id=f"panda_breath_config_{cfg.name}",
+            )
+            return
+        controller = DeviceController(
+            cfg.name, cfg.heater, cfg.device_max_temp, self.relay, self._schedule_notify
+        )
+        link = self._make_link(cfg, controller)
+        controller.link = link
+        self.relay.attach(controller)
+        self.devices[cfg.name] = PandaBreathDevice(cfg, controller, link)
+
+    def _make_link(self, cfg: DeviceConfig, controller: DeviceController) -> DeviceLink:
+        if cfg.firmware == "stock":
+            assert cfg.host is not None
+            return StockWebSocketLink(
+                controller,
+                cfg.name,
+                cfg.host,
+                cfg.port,
+                connect_timeout=cfg.connect_timeout,
+                silence_timeout=cfg.silence_timeout,
+                backoff=Backoff(first=0.25, cap=cfg.reconnect_max_delay),
+            )
+        if cfg.firmware == "esphome":
+            assert cfg.topic_prefix is not None
+            esphome = EsphomeMqttProtocol(
+                prefix=cfg.topic_prefix,
+                climate_id=cfg.climate_id,
+                chamber_sensor_id=cfg.chamber_sensor_id,
+                ptc_sensor_id=cfg.ptc_sensor_id,
+                band=cfg.band,
+                max_target=cfg.device_max_temp,
+            )
+            # No silence check: ESPHome publishes on change or on its own
+            # schedule; the broker's will and Klipper's stale check cover it.
+            return MqttDeviceLink(
+                controller, cfg.name, self.mqtt, esphome,
+                heartbeat_interval=cfg.heartbeat_interval or None,
+            )
+        if cfg.firmware == "stock_mqtt":
+            assert cfg.topic_prefix is not None and cfg.device_id is not None
+            stock = StockMqttProtocol(cfg.device_id, cfg.topic_prefix, cfg.device_max_temp)
+            return MqttDeviceLink(
+                controller, cfg.name, self.mqtt, stock,
+                silence_timeout=cfg.silence_timeout,
+                availability_implied_by_state=True,
+            )
+        raise NotImplementedError(f"firmware '{cfg.firmware}' is not supported yet")
+
+    # Moonraker's MQTT client ---------------------------------------------------
+
+    def _check_mqtt(self, cfg: DeviceConfig, config: ConfigHelper) -> None:
+        """An MQTT firmware needs Moonraker's [mqtt] component; without it the
+        section is a configuration error (the bridge opens no broker connection
+        of its own)."""
+        if cfg.firmware not in MQTT_FIRMWARES or cfg.errors:
+            return
+        if self.mqtt is None and self._mqtt_problem is None:
+            self.mqtt, self._mqtt_problem = _load_mqtt(self.server, config)
+        if self.mqtt is None:
+            cfg.errors.append(
+                f"option 'firmware': '{cfg.firmware}' reaches the device through Moonraker's "
+                f"MQTT client, but {self._mqtt_problem}"
+            )
+
+    def _mqtt_links(self) -> list[MqttDeviceLink]:
+        return [d.link for d in self.devices.values() if isinstance(d.link, MqttDeviceLink)]
+
+    def _on_mqtt_connected(self) -> None:
+        for link in self._mqtt_links():
+            link.on_broker_connected()
+
+    def _on_mqtt_disconnected(self) -> None:
+        for link in self._mqtt_links():
+            link.on_broker_disconnected()
+
+    # Moonraker lifecycle -------------------------------------------------------
+
+    async def component_init(self) -> None:
+        self.relay.klippy_apis = self.server.lookup_component("klippy_apis")
+        for device in self.devices.values():
+            device.task = self.eventloop.create_task(self._run_link(device))
+
+    async def _run_link(self, device: PandaBreathDevice) -> None:
+        try:
+            await device.link.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logging.exception("panda_breath [%s]: link task failed", device.cfg.name)
+
+    async def on_exit(self) -> None:
+        """Moonraker is stopping: the device goes off while the socket is still open."""
+        self._closing = True
+        for device in self.devices.values():
+            device.controller.force_off("Moonraker stopping")
+        await asyncio.gather(
+            *(d.link.flush(EXIT_FLUSH_S) for d in self.devices.values()), return_exceptions=True
+        )
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._notify_handle is not None:
+            self._notify_handle.cancel()
+        for device in self.devices.values():
+            await device.link.close()
+        tasks = [d.task for d in self.devices.values() if d.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=2.0)
+            for task in pending:
+                task.cancel()
+
+    # Klippy events -------------------------------------------------------------
+
+    async def _on_klippy_ready(self) -> None:
+        await self.relay.on_klippy_ready()
+
+    def _on_klippy_shutdown(self) -> None:
+        for device in self.devices.values():
+            device.controller.force_off("Klipper shutdown")
+
+    def _on_klippy_disconnect(self) -> None:
+        self.relay.on_klippy_gone()
+        for device in self.devices.values():
+            device.controller.force_off("Klipper disconnected")
+
+    def _on_set_target(self, heater: Any = None, target: Any = None, **_extra: Any) -> None:
+        """Remote method called by the Klipper extra on every target change."""
+        controller = self.relay.controllers.get(str(heater))
+        if controller is None:
+            logging.info("panda_breath: target for unknown heater %r ignored", heater)
+            return
+        if isinstance(target, bool) or not isinstance(target, (int, float)):
+            logging.info("panda_breath [%s]: non-numeric target ignored", controller.name)
+            return
+        controller.set_target(float(target), "klipper")
+
+    # Status --------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        devices = {}
+        for name, device in self.devices.items():
+            info = device.controller.describe()
+            info["firmware"] = device.cfg.firmware
+            if device.cfg.firmware == "stock":
+                info["host"] = device.cfg.host
+                info["port"] = device.cfg.port
+            info.update(self.relay.describe(device.cfg.heater))
+            devices[name] = info
+        return {"devices": devices}
+
+    async def _handle_status_request(self, web_request: WebRequest) -> dict[str, Any]:
+        return self.status()
+
+    def _schedule_notify(self) -> None:
+        if self._notify_handle is not None or self._closing:
+            return
+        now = self.eventloop.get_loop_time()
+        delay = max(0.0, self._last_notify + NOTIFY_INTERVAL_S - now)
+        self._notify_handle = self.eventloop.delay_callback(delay, self._send_notify)
+
+    def _send_notify(self) -> None:
+        self._notify_handle = None
+        self._last_notify = self.eventloop.get_loop_time()
+        self.server.send_event(STATUS_EVENT, self.status())
+
+
+def _load_mqtt(server: Any, config: Any) -> tuple[Any, str | None]:
+    """Moonraker's mqtt component, or None and the reason it is not there."""
+    if not config.has_section("mqtt"):
+        return None, (
+            "moonraker.conf has no [mqtt] section. Add one with the broker's address "
+            "(the broker the device uses) and restart Moonraker."
+        )
+    failed = getattr(server, "failed_components", None)
+    failed_before = isinstance(failed, list) and "mqtt" in failed
+    try:
+        mqtt = server.load_component(config, "mqtt", None)
+    except Exception as exc:  # noqa: BLE001 - "previously failed to load" is a ServerError
+        mqtt = None
+        logging.info("panda_breath: Moonraker's mqtt component is unavailable: %s", exc)
+    if mqtt is None:
+        if isinstance(failed, list) and "mqtt" in failed and not failed_before:
+            # Our load was the first: Moonraker's own start-up loop loads
+            # [mqtt] again and reports the failure.  Left in the list, the
+            # name would make that loop raise "previously failed to load"
+            # and stop Moonraker altogether.
+            failed.remove("mqtt")
+        return None, (
+            "Moonraker's [mqtt] component failed to load (its error is in moonraker.log; "
+            "/server/info lists it under failed_components)."
+        )
+    return mqtt, None
+
+
+def _device_sections(config: Any) -> list[str]:
+    return [
+        section
+        for section in config.get_prefix_sections("panda_breath")
+        if section == "panda_breath" or section.startswith("panda_breath ")
+    ]

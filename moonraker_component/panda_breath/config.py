@@ -1,0 +1,189 @@
+"""Reads one ``[panda_breath]`` / ``[panda_breath NAME]`` section into a ``DeviceConfig``.
+
+Every option is read even after an error, so that a typo elsewhere does not
+also produce Moonraker's "unparsed option" noise, and every error names the
+section and the option.  A section with errors is not started: guessing at
+the settings of a mains heater is worse than leaving it off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .model import DEVICE_MAX_TARGET, PATCHED_MAX_TARGET
+from .mqtt_common import is_topic_level, is_topic_prefix
+
+FIRMWARES = ("stock", "stock_mqtt", "esphome")
+#: Firmwares reached through Moonraker's [mqtt] broker connection.
+MQTT_FIRMWARES = ("stock_mqtt", "esphome")
+#: ``topic_prefix`` defaults to what each firmware uses out of the box: the
+#: ESPHome node name of the example YAML, the stock firmware's own prefix.
+DEFAULT_TOPIC_PREFIXES = {"esphome": "panda-breath", "stock_mqtt": "panda_breath"}
+
+
+@dataclass
+class DeviceConfig:
+    section: str
+    name: str
+    firmware: str = "stock"
+    host: str | None = None
+    port: int = 80
+    heater: str = "chamber"
+    device_max_temp: float = DEVICE_MAX_TARGET
+    connect_timeout: float = 5.0
+    silence_timeout: float = 10.0
+    reconnect_max_delay: float = 5.0
+    # MQTT firmwares (stock_mqtt, esphome).
+    topic_prefix: str | None = None
+    device_id: str | None = None
+    climate_id: str = "chamber"
+    chamber_sensor_id: str = "chamber_temperature"
+    ptc_sensor_id: str = "ptc_element_temperature"
+    band: float = 1.0
+    heartbeat_interval: float = 10.0
+    errors: list[str] = field(default_factory=list)
+
+
+class _SectionReader:
+    """Wraps a Moonraker ConfigHelper so that each bad option becomes one message.
+
+    Ranges are checked here rather than by Moonraker's getters: theirs leave
+    the option "unparsed" (a second, confusing warning) and their maximum
+    message prints the minimum.
+    """
+
+    def __init__(self, config: Any, errors: list[str]) -> None:
+        self.config = config
+        self.errors = errors
+        self.section = config.get_name()
+
+    def read(
+        self, getter: Callable[..., Any], option: str, default: Any,
+        minval: float | None = None, maxval: float | None = None,
+    ) -> Any:
+        try:
+            value = getter(option, default)
+        except Exception as exc:  # noqa: BLE001 - ConfigError and parse errors alike
+            self.errors.append(f"option '{option}': {_clean(exc)}")
+            return default
+        if value is None:
+            return value
+        if minval is not None and value < minval:
+            self.errors.append(f"option '{option}': {value} is below the minimum {minval:g}")
+            return default
+        if maxval is not None and value > maxval:
+            self.errors.append(f"option '{option}': {value} is above the maximum {maxval:g}")
+            return default
+        return value
+
+
+def _clean(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1] if text else type(exc).__name__
+
+
+def read_device_config(config: Any) -> DeviceConfig:
+    section = config.get_name()
+    parts = section.split(maxsplit=1)
+    name = parts[1] if len(parts) > 1 else "panda_breath"
+    cfg = DeviceConfig(section=section, name=name)
+    reader = _SectionReader(config, cfg.errors)
+    firmware = reader.read(config.get, "firmware", "stock")
+    if firmware is not None:
+        firmware = str(firmware).strip().lower()
+        if firmware not in FIRMWARES:
+            cfg.errors.append(
+                f"option 'firmware': '{firmware}' is not one of {', '.join(FIRMWARES)}"
+            )
+        else:
+            cfg.firmware = firmware
+    cfg.host = reader.read(config.get, "host", None)
+    if cfg.firmware == "stock" and not cfg.host:
+        cfg.errors.append("option 'host' is required for firmware 'stock' (e.g. PandaBreath.local)")
+    cfg.port = reader.read(config.getint, "port", 80, minval=1, maxval=65535)
+    default_heater = "chamber" if len(parts) == 1 else name
+    heater = reader.read(config.get, "heater", default_heater)
+    if heater is not None and (not str(heater).strip() or len(str(heater).split()) != 1):
+        cfg.errors.append(f"option 'heater': '{heater}' must be one word (the NAME in "
+                          "[heater_panda_breath NAME])")
+    else:
+        cfg.heater = str(heater).strip()
+    cfg.device_max_temp = reader.read(
+        config.getfloat, "device_max_temp", DEVICE_MAX_TARGET, minval=1.0, maxval=PATCHED_MAX_TARGET
+    )
+    cfg.connect_timeout = reader.read(
+        config.getfloat, "connect_timeout", 5.0, minval=0.5, maxval=60.0
+    )
+    cfg.silence_timeout = reader.read(
+        config.getfloat, "silence_timeout", 10.0, minval=2.0, maxval=300.0
+    )
+    cfg.reconnect_max_delay = reader.read(
+        config.getfloat, "reconnect_max_delay", 5.0, minval=0.5, maxval=300.0
+    )
+    _read_mqtt_options(config, reader, cfg)
+    return cfg
+
+
+def _read_mqtt_options(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None:
+    """The MQTT options, read (and so accepted) whatever the firmware."""
+    prefix = reader.read(config.get, "topic_prefix", None)
+    if prefix is not None:
+        prefix = str(prefix).strip().strip("/")
+        if is_topic_prefix(prefix):
+            cfg.topic_prefix = prefix
+        else:
+            cfg.errors.append(
+                f"option 'topic_prefix': '{prefix}' is not a usable MQTT topic prefix "
+                "(no wildcards + or #, no spaces, no empty levels)"
+            )
+    if cfg.topic_prefix is None:
+        cfg.topic_prefix = DEFAULT_TOPIC_PREFIXES.get(cfg.firmware)
+    device_id = reader.read(config.get, "device_id", None)
+    if device_id is not None and str(device_id).strip():
+        normalized = str(device_id).strip().replace(":", "").replace("-", "").upper()
+        if len(normalized) == 12 and all(ch in "0123456789ABCDEF" for ch in normalized):
+            cfg.device_id = normalized
+        else:
+            cfg.errors.append(
+                f"option 'device_id': '{device_id}' is not a MAC address; use the 12 hex "
+                "digits of the device's MAC without colons, e.g. ACEBE68FE51C"
+            )
+    elif cfg.firmware == "stock_mqtt":
+        cfg.errors.append(
+            "option 'device_id' is required for firmware 'stock_mqtt': the device's MAC "
+            "address without colons (e.g. ACEBE68FE51C), as in its topics "
+            "panda_breath/<device_id>/state"
+        )
+    cfg.climate_id = _topic_level(reader, config, cfg, "climate_id", "chamber", allow_empty=False)
+    cfg.chamber_sensor_id = _topic_level(
+        reader, config, cfg, "chamber_sensor_id", "chamber_temperature", allow_empty=True
+    )
+    cfg.ptc_sensor_id = _topic_level(
+        reader, config, cfg, "ptc_sensor_id", "ptc_element_temperature", allow_empty=True
+    )
+    cfg.band = reader.read(config.getfloat, "band", 1.0, minval=0.2, maxval=10.0)
+    interval = reader.read(config.getfloat, "heartbeat_interval", 10.0)
+    if interval == 0.0 or 1.0 <= interval <= 300.0:
+        cfg.heartbeat_interval = interval
+    else:
+        cfg.errors.append(
+            f"option 'heartbeat_interval': {interval} s is outside 1 to 300 (0 turns it off)"
+        )
+
+
+def _topic_level(
+    reader: _SectionReader, config: Any, cfg: DeviceConfig, option: str, default: str,
+    allow_empty: bool,
+) -> str:
+    value = reader.read(config.get, option, default)
+    text = "" if value is None else str(value).strip()
+    if (allow_empty and not text) or is_topic_level(text):
+        return text
+    cfg.errors.append(
+        f"option '{option}': '{value}' must be one MQTT topic level, an ESPHome object_id "
+        "such as chamber_temperature (no /, +, # or spaces)"
+        + (" or empty" if allow_empty else "")
+    )
+    return default

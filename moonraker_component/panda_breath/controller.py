@@ -1,0 +1,295 @@
+"""Keeps one Panda Breath in the state Klipper asked for, whatever the link does.
+
+Klipper's target is the truth.  The controller:
+
+* writes the target when it changes, coalescing bursts (at most one heating
+  write per ``COALESCE_S``) while an OFF always goes out at once;
+* resends the whole desired state after every (re)connect, once the
+  connect snapshot has told it the firmware version;
+* switches off a device that reports heating while Klipper's target is 0
+  (the stock firmware resumes heating from flash after a power cycle), and
+  reports it;
+* treats a device sensor fault as "must be off" until it clears;
+* relays every chamber reading to Klipper.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .link import DeviceLink
+from .model import DeviceReport, clamp_target
+
+#: Heating writes closer together than this are merged into one (the latest).
+COALESCE_S = 0.1
+#: How long to wait for the connect snapshot before writing blind.
+SNAPSHOT_WAIT_S = 2.0
+#: A device that keeps contradicting us is rewritten at most this often.
+REASSERT_INTERVAL_S = 5.0
+
+
+class TemperatureRelay(Protocol):
+    def submit(self, controller: DeviceController, report: DeviceReport) -> None:
+        """Forward a reading to Klipper; the reply's target comes back via adopt_klipper_target."""
+
+
+class DeviceController:
+    def __init__(
+        self,
+        name: str,
+        heater: str,
+        max_target: float,
+        relay: TemperatureRelay,
+        on_status_changed: Callable[[], None],
+    ) -> None:
+        self.name = name
+        self.heater = heater
+        #: The device's own ceiling (60 °C stock, 70 °C patched).
+        self.device_max_target = max_target
+        #: What targets are clamped to: the device ceiling or the heater's max_temp if lower.
+        self.max_target = max_target
+        self.relay = relay
+        self.on_status_changed = on_status_changed
+        self.link: DeviceLink | None = None
+        self.requested_target = 0.0
+        self.target = 0.0
+        #: Bumped on every change of ``target``, so a stale reply never overrides it.
+        self.target_version = 0
+        self.target_source = "startup"
+        # What the device last told us.
+        self.chamber_temp: float | None = None
+        self.ptc_temp: float | None = None
+        self.work_on: bool | None = None
+        self.mode: str | None = None
+        self.device_target: float | None = None
+        self.heater_on: bool | None = None
+        self.drying_remaining_s: float | None = None
+        self.faults: dict[str, str] = {}
+        self.online: bool | None = None
+        self.uncommanded_heating_events = 0
+        self.last_event: str | None = None
+        # Write pacing.
+        self._synced_since_connect = False
+        self._last_heat_write = 0.0
+        self._last_reassert = 0.0
+        self._trailing: asyncio.TimerHandle | None = None
+        self._snapshot_timer: asyncio.TimerHandle | None = None
+
+    # Inputs from Klipper -----------------------------------------------------
+
+    def set_target(self, target: float, source: str) -> float:
+        """Klipper (or a safety event) wants ``target``; returns the clamped value."""
+        self.requested_target = target
+        clamped = clamp_target(target, self.max_target)
+        if clamped != target and target > 0:
+            logging.info(
+                "panda_breath [%s]: target %.1f clamped to %.1f", self.name, target, clamped
+            )
+        self.target_source = source
+        if clamped != self.target:
+            self.target = clamped
+            self.target_version += 1
+            self._write_desired(resend_all=False)
+            self.on_status_changed()
+        return clamped
+
+    def adopt_klipper_target(self, target: Any, seen_version: int | None) -> None:
+        """Reconcile with the target Klipper reports (push reply or subscription)."""
+        if isinstance(target, bool) or not isinstance(target, (int, float)):
+            return
+        if seen_version is not None and seen_version != self.target_version:
+            return  # a newer change crossed this reply; it wins
+        if clamp_target(float(target), self.max_target) != self.target:
+            self.set_target(float(target), "klipper status")
+
+    def force_off(self, reason: str) -> None:
+        """A safety event: off now, whatever Klipper's last target was."""
+        if self.target > 0 or self.is_device_heating():
+            logging.info("panda_breath [%s]: switching off (%s)", self.name, reason)
+        self.last_event = "off: %s" % reason
+        self.requested_target = 0.0
+        self.target_source = reason
+        if self.target != 0.0:
+            self.target = 0.0
+            self.target_version += 1
+        # Always write: the device may be heating on its own.
+        self._write_desired(resend_all=True)
+        self.on_status_changed()
+
+    # LinkListener ------------------------------------------------------------
+
+    def on_link_up(self) -> None:
+        self._synced_since_connect = False
+        loop = asyncio.get_running_loop()
+        self._cancel(self._snapshot_timer)
+        # Wait for the snapshot (it names the firmware version and its real
+        # on/off state); write blind only if it does not come.
+        self._snapshot_timer = loop.call_later(SNAPSHOT_WAIT_S, self._sync_after_connect)
+        self.on_status_changed()
+
+    def on_link_down(self, reason: str) -> None:
+        self._cancel(self._snapshot_timer)
+        self._cancel(self._trailing)
+        self._synced_since_connect = False
+        self.on_status_changed()
+
+    def on_link_changed(self) -> None:
+        self.on_status_changed()
+
+    def on_report(self, report: DeviceReport) -> None:
+        changed = self._absorb(report)
+        if not self._synced_since_connect:
+            self._sync_after_connect(report)
+        else:
+            self._reconcile(report)
+        if report.chamber_temp is not None:
+            self.relay.submit(self, report)
+        if changed:
+            self.on_status_changed()
+
+    # Internals ---------------------------------------------------------------
+
+    def effective_target(self) -> float:
+        """What the device must do now: off while it reports a fault."""
+        return 0.0 if self.faults else self.target
+
+    def is_device_heating(self) -> bool:
+        return bool(self.heater_on) or bool(self.work_on and self.mode not in (None, "standby"))
+
+    def _absorb(self, report: DeviceReport) -> bool:
+        before = self._observed()
+        if report.chamber_temp is not None:
+            self.chamber_temp = report.chamber_temp
+        if report.ptc_temp is not None:
+            self.ptc_temp = report.ptc_temp
+        if report.work_on is not None:
+            self.work_on = report.work_on
+        if report.mode is not None:
+            self.mode = report.mode
+        if report.device_target is not None:
+            self.device_target = report.device_target
+        if report.heater_on is not None:
+            self.heater_on = report.heater_on
+        if report.drying_remaining_s is not None:
+            self.drying_remaining_s = report.drying_remaining_s
+        if report.online is not None:
+            self.online = report.online
+        if report.faults is not None:
+            if report.faults and report.faults != self.faults:
+                logging.warning(
+                    "panda_breath [%s]: device reports %s; keeping it off",
+                    self.name,
+                    ", ".join("%s %s" % item for item in sorted(report.faults.items())),
+                )
+            fault_cleared = bool(self.faults) and not report.faults
+            self.faults = dict(report.faults)
+            if report.faults:
+                self._write_desired(resend_all=True)
+            elif fault_cleared:
+                self._write_desired(resend_all=True)
+        if report.chamber_temp is None and "chamber_sensor" in self.faults:
+            self.chamber_temp = None
+        return self._observed() != before
+
+    def _observed(self) -> tuple[Any, ...]:
+        return (
+            self.chamber_temp, self.ptc_temp, self.work_on, self.mode, self.device_target,
+            self.heater_on, self.drying_remaining_s, self.online, tuple(sorted(self.faults)),
+        )
+
+    def _sync_after_connect(self, report: DeviceReport | None = None) -> None:
+        self._cancel(self._snapshot_timer)
+        if self._synced_since_connect or self.link is None or not self.link.is_up():
+            return
+        self._synced_since_connect = True
+        if report is not None and self.effective_target() == 0 and report.is_heating_enabled():
+            self._note_uncommanded_heating()
+        self._write_desired(resend_all=True)
+
+    def _reconcile(self, report: DeviceReport) -> None:
+        enabled = report.is_heating_enabled()
+        if enabled is None and report.heater_on is None:
+            return
+        wanted = self.effective_target()
+        heating = bool(enabled) or bool(report.heater_on)
+        if wanted == 0 and heating:
+            self._note_uncommanded_heating()
+            self._write_desired(resend_all=True)
+            return
+        mismatch = wanted > 0 and (
+            enabled is False
+            or (report.mode is not None and report.mode != "on")
+            or (
+                report.device_target is not None
+                and abs(report.device_target - round(wanted)) >= 1
+            )
+        )
+        now = time.monotonic()
+        if mismatch and now - self._last_reassert >= REASSERT_INTERVAL_S:
+            self._last_reassert = now
+            self.last_event = "device state differed from Klipper's target; rewritten"
+            logging.info("panda_breath [%s]: %s", self.name, self.last_event)
+            self._write_desired(resend_all=True)
+
+    def _note_uncommanded_heating(self) -> None:
+        self.uncommanded_heating_events += 1
+        self.last_event = "uncommanded heating switched off"
+        logging.warning(
+            "panda_breath [%s]: device was heating while Klipper's target is 0 (saved "
+            "heat restored after a power cycle, its front panel, or another client); "
+            "switching it off",
+            self.name,
+        )
+
+    def _write_desired(self, resend_all: bool) -> None:
+        """Send the effective target now, or coalesce it into a trailing write."""
+        link = self.link
+        if link is None or not link.is_up() or not self._synced_since_connect:
+            return  # resent in full once the link is up and synced
+        wanted = self.effective_target()
+        self._cancel(self._trailing)
+        if wanted > 0 and not resend_all:
+            now = time.monotonic()
+            wait = self._last_heat_write + COALESCE_S - now
+            if wait > 0:
+                loop = asyncio.get_running_loop()
+                self._trailing = loop.call_later(wait, self._write_desired, False)
+                return
+            self._last_heat_write = now
+        elif wanted > 0:
+            self._last_heat_write = time.monotonic()
+        link.send_target(wanted, resend_all)
+
+    @staticmethod
+    def _cancel(handle: asyncio.TimerHandle | None) -> None:
+        if handle is not None:
+            handle.cancel()
+
+    def describe(self) -> dict[str, Any]:
+        """This device's state for the status API."""
+        info: dict[str, Any] = {
+            "name": self.name,
+            "heater": self.heater,
+            "target": self.target,
+            "requested_target": self.requested_target,
+            "target_source": self.target_source,
+            "max_target": self.max_target,
+            "chamber_temp": self.chamber_temp,
+            "ptc_temp": self.ptc_temp,
+            "work_on": self.work_on,
+            "mode": self.mode,
+            "device_target": self.device_target,
+            "heater_on": self.heater_on,
+            "drying_remaining_s": self.drying_remaining_s,
+            "faults": dict(self.faults),
+            "online": self.online,
+            "uncommanded_heating_events": self.uncommanded_heating_events,
+            "last_event": self.last_event,
+        }
+        if self.link is not None:
+            info.update(self.link.describe())
+        return info

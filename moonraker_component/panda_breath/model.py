@@ -1,0 +1,98 @@
+"""Firmware-neutral facts about a Panda Breath, shared by every protocol.
+
+Each protocol decodes what the device says into a ``DeviceReport`` and turns
+the one thing Klipper wants (a chamber target, 0 for off) into device
+commands.  Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+#: The stock firmware clamps its target to 0..60 °C (web UI and HA entities).
+DEVICE_MAX_TARGET = 60.0
+#: The community patch raises the clamps to 70 °C; nothing goes above that.
+PATCHED_MAX_TARGET = 70.0
+
+# Operating modes, independent of each firmware's numbering.
+MODE_AUTO = "auto"
+MODE_ON = "on"
+MODE_DRYING = "drying"
+MODE_STANDBY = "standby"
+MODE_OFF = "off"
+
+# Chamber readings outside this window are sensor faults, not weather.
+PLAUSIBLE_TEMP_RANGE = (-40.0, 150.0)
+
+
+class FrameError(ValueError):
+    """A device message that cannot be used at all; it is dropped and counted."""
+
+
+@dataclass
+class DeviceReport:
+    """What one device message said; ``None`` means "not in this message"."""
+
+    chamber_temp: float | None = None
+    ptc_temp: float | None = None
+    work_on: bool | None = None
+    mode: str | None = None
+    device_target: float | None = None
+    heater_on: bool | None = None
+    firmware_version: str | None = None
+    online: bool | None = None
+    drying_remaining_s: float | None = None
+    #: Sensor or heater faults the device reports, e.g. {"chamber_sensor": "open circuit"}.
+    #: An empty dict means "the device says all clear"; None means "not reported".
+    faults: dict[str, str] | None = None
+    #: True for a full snapshot, whose on/off state is authoritative.
+    snapshot: bool = False
+    #: Fields that were present but unusable (wrong type, out of range).
+    rejected_fields: list[str] = field(default_factory=list)
+
+    def is_heating_enabled(self) -> bool | None:
+        """Whether the device is set to heat on its own, as far as this message tells."""
+        if self.work_on is None:
+            return None
+        if not self.work_on:
+            return False
+        # Auto mode idles without a bound printer, but on stock v1.0.3 it can
+        # follow a Klipper bed by itself; any enabled mode can heat.
+        return self.mode != MODE_STANDBY
+
+
+def as_number(value: Any) -> float | None:
+    """A finite JSON number as float, or None (bools and strings are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    if not math.isfinite(number):
+        return None
+    return number
+
+
+def plausible_temperature(value: Any) -> float | None:
+    """A chamber or element reading that a working sensor could produce, else None."""
+    number = as_number(value)
+    if number is None:
+        return None
+    low, high = PLAUSIBLE_TEMP_RANGE
+    if not low <= number <= high:
+        return None
+    return number
+
+
+def clamp_target(target: float, limit: float) -> float:
+    """Clamp a Klipper target to what this device may be asked for (0 = off)."""
+    if not math.isfinite(target) or target <= 0.0:
+        return 0.0
+    return min(target, limit)
+
+
+def device_degrees(target: float) -> int:
+    """The whole-degree set point the firmware takes; a positive target never rounds to 0."""
+    if target <= 0.0:
+        return 0
+    return max(1, int(math.floor(target + 0.5)))

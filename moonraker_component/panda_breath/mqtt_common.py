@@ -1,0 +1,72 @@
+"""What both MQTT firmwares share: publishes, payload text, availability words.
+
+A protocol object turns a Klipper target into ``Publish`` tuples and device
+messages into ``DeviceReport``s; the link does the I/O.  Nothing here logs or
+keeps a payload: decode errors say what was wrong, never what was sent.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from .model import FrameError
+
+#: No message of either firmware comes near this; larger ones are dropped unread.
+MAX_PAYLOAD_BYTES = 16 * 1024
+
+# A plain decimal number as ESPHome prints it ("38.4", "-5", "1e2"); Python's
+# float() would also take "inf", "1_000" and surrounding junk.
+_DECIMAL_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+
+AVAILABLE = "online"
+UNAVAILABLE = "offline"
+
+
+class Publish(NamedTuple):
+    """One MQTT message to send, in order with the others of its command."""
+
+    topic: str
+    payload: str
+    retain: bool = False
+
+
+def payload_text(payload: bytes) -> str:
+    """The payload as text, stripped; FrameError for oversized or non-UTF-8 payloads."""
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise FrameError(f"oversized payload ({len(payload)} bytes)")
+    try:
+        return payload.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise FrameError("payload is not UTF-8") from None
+
+
+def parse_decimal(text: str) -> float | None:
+    """A decimal number, None for ESPHome's ``nan``; FrameError for anything else."""
+    if text.lower() in ("nan", "-nan", "none"):
+        return None
+    if not _DECIMAL_RE.fullmatch(text):
+        raise FrameError("payload is not a number")
+    return float(text)
+
+
+def parse_availability(text: str) -> bool:
+    """``online`` -> True, ``offline`` -> False (any case); FrameError otherwise."""
+    word = text.lower()
+    if word == AVAILABLE:
+        return True
+    if word == UNAVAILABLE:
+        return False
+    raise FrameError("availability payload is neither online nor offline")
+
+
+def is_topic_level(text: str) -> bool:
+    """One MQTT topic level we may subscribe to: no separators, wildcards or spaces."""
+    return bool(text) and not any(ch in text for ch in "/+#") and not any(
+        ch.isspace() for ch in text
+    )
+
+
+def is_topic_prefix(text: str) -> bool:
+    """A prefix of one or more levels, without wildcards and empty levels."""
+    return bool(text) and all(is_topic_level(level) for level in text.split("/"))

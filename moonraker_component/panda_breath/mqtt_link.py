@@ -1,0 +1,419 @@
+"""A device link over Moonraker's own MQTT client (ESPHome and stock v1.0.4).
+
+The bridge opens no broker connection of its own: it subscribes and publishes
+through Moonraker's ``[mqtt]`` component, so there is one broker
+configuration, and Moonraker's retained last will
+(``<instance>/moonraker/status`` = ``{"server": "offline"}``) tells a device
+with a host watchdog when the host is gone.
+
+The link is up while the broker is connected *and* the device says it is
+available (its retained birth/will topic).  Losing either is a device drop
+for the controller: nothing is sent while down, and the whole desired state
+is resent when both are back.  Retained states that arrive while the device
+is marked offline are left-overs of a dead device and are not passed on.
+
+The stock firmware streams its state about twice a second, so a stock link
+also goes down after ``silence_timeout`` without a message.  ESPHome devices
+publish only on change or every few seconds, depending on their YAML, so an
+ESPHome link relies on the broker's will instead (sent 1.5 keep-alives, about
+23 s, after the device vanishes) and Klipper's stale-temperature check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from .link import (
+    LINK_CLOSED,
+    LINK_CONNECTED,
+    LINK_CONNECTING,
+    LINK_DISCONNECTED,
+    DeviceLink,
+    LinkListener,
+)
+from .model import MODE_ON, DeviceReport, FrameError
+from .mqtt_common import Publish
+
+#: Commands and heartbeats are sent at least once (the broker acknowledges
+#: them, so ``flush`` at shutdown means "the broker has the OFF").
+COMMAND_QOS = 1
+#: After a write, a device report that still shows the state before it is an
+#: echo in flight, not a contradiction, for this long.
+SETTLE_S = 1.0
+#: How often the link checks its timers (heartbeat, silence).
+TICK_S = 0.25
+
+
+class MqttProtocol(Protocol):
+    """What ``EsphomeMqttProtocol`` and ``StockMqttProtocol`` offer the link."""
+
+    availability_topic: str
+    heartbeat_topic: str | None
+    base: str
+
+    def topics(self) -> list[str]: ...
+
+    def decode(self, topic: str, payload: bytes) -> DeviceReport: ...
+
+    def encode(self, target: float) -> list[Publish]: ...
+
+    def heartbeat(self, target: float) -> Publish | None: ...
+
+    def reset(self) -> None: ...
+
+
+class MqttClient(Protocol):
+    """The part of Moonraker's ``MQTTClient`` the link uses."""
+
+    def is_connected(self) -> bool: ...
+
+    def subscribe_topic(
+        self, topic: str, callback: Callable[[bytes], Any], qos: int | None = None
+    ) -> Any: ...
+
+    def unsubscribe(self, hdl: Any) -> None: ...
+
+    def publish_topic(
+        self, topic: str, payload: Any = None, qos: int | None = None, retain: bool = False
+    ) -> Any: ...
+
+
+class MqttDeviceLink(DeviceLink):
+    def __init__(
+        self,
+        listener: LinkListener,
+        name: str,
+        mqtt: MqttClient,
+        protocol: MqttProtocol,
+        silence_timeout: float | None = None,
+        heartbeat_interval: float | None = None,
+        availability_implied_by_state: bool = False,
+    ) -> None:
+        super().__init__(listener)
+        self.name = name
+        self.mqtt = mqtt
+        self.protocol = protocol
+        self.silence_timeout = silence_timeout
+        self.heartbeat_interval = heartbeat_interval
+        #: Stock v1.0.4: a state message means "online" until the availability
+        #: topic says otherwise.  ESPHome always sends its birth message.
+        self.availability_implied_by_state = availability_implied_by_state
+        self.broker_connected = False
+        self.device_available: bool | None = None
+        self.silent = False
+        self.connections = 0
+        self.frames_ignored = 0
+        self.heartbeats_sent = 0
+        self.publish_errors = 0
+        self._handles: list[Any] = []
+        self._closing = False
+        self._wake = asyncio.Event()
+        self._target = 0.0
+        self._last_message = 0.0
+        self._last_heartbeat = 0.0
+        self._settle_until = 0.0
+        self._settle_target = 0.0
+        self._state_seen = False
+        self._online_pending = False
+        self._pending_publishes: list[asyncio.Future[Any]] = []
+        self._logged: set[str] = set()
+
+    # Session -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        for topic in self.protocol.topics():
+            self._handles.append(
+                self.mqtt.subscribe_topic(topic, self._callback_for(topic))
+            )
+        if self.mqtt.is_connected():
+            self.on_broker_connected()
+        else:
+            self._evaluate()
+        try:
+            while not self._closing:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), TICK_S)
+                except asyncio.TimeoutError:
+                    pass
+                self._wake.clear()
+                if not self._closing:
+                    self._tick(time.monotonic())
+        finally:
+            for handle in self._handles:
+                try:
+                    self.mqtt.unsubscribe(handle)
+                except Exception:  # noqa: BLE001 - Moonraker may be tearing MQTT down
+                    pass
+            self._handles.clear()
+            self._set_state(LINK_CLOSED)
+
+    async def close(self) -> None:
+        self._closing = True
+        was_up = self.is_up()
+        self._wake.set()
+        self._set_state(LINK_CLOSED)
+        if was_up:
+            self.listener.on_link_down("closing")
+
+    def _callback_for(self, topic: str) -> Callable[[bytes], None]:
+        def on_message(payload: bytes) -> None:
+            self._on_message(topic, payload)
+
+        return on_message
+
+    # Broker events (Moonraker's mqtt:connected / mqtt:disconnected) ---------
+
+    def on_broker_connected(self) -> None:
+        if self.broker_connected or self._closing:
+            return
+        self.broker_connected = True
+        self.silent = False
+        self._logged.clear()
+        logging.info("panda_breath [%s]: MQTT broker connected", self.name)
+        # Up once the device's (retained) availability arrives.
+        self._evaluate()
+
+    def on_broker_disconnected(self) -> None:
+        if not self.broker_connected:
+            return
+        self.broker_connected = False
+        # Whatever the device said is history: after the reconnect its
+        # retained availability (or its birth message) tells again.
+        self.device_available = None
+        self._state_seen = False
+        self._online_pending = False
+        self.protocol.reset()
+        logging.info("panda_breath [%s]: MQTT broker connection lost", self.name)
+        self._evaluate()
+
+    # Incoming ------------------------------------------------------------------
+
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        if self._closing:
+            return
+        self._note_frame()
+        try:
+            report = self.protocol.decode(topic, payload)
+        except FrameError as exc:
+            # Counted and dropped; the payload itself is never logged.
+            self.frames_dropped += 1
+            self._log_once("dropped a message on %s: %s" % (topic, exc))
+            self.listener.on_link_changed()
+            return
+        if report.rejected_fields:
+            self.fields_rejected += len(report.rejected_fields)
+            self._log_once("ignored malformed fields: %s" % ", ".join(report.rejected_fields))
+        if topic == self.protocol.availability_topic:
+            self._on_availability(bool(report.online))
+            return
+        if self.device_available is False or (
+            self.device_available is None and not self.availability_implied_by_state
+        ):
+            # Retained left-overs of a device that is not there.
+            self.frames_ignored += 1
+            return
+        self._last_message = time.monotonic()
+        if self.silent:
+            self.silent = False
+            logging.info("panda_breath [%s]: device talks again", self.name)
+        if self.device_available is None and not self._state_seen:
+            self._state_seen = True
+            self._online_pending = True
+        self._evaluate()
+        if not self.is_up():
+            self.frames_ignored += 1
+            return
+        if self._online_pending:
+            report.online = True
+            self._online_pending = False
+        self.listener.on_report(self._without_echoes(report))
+
+    def _on_availability(self, available: bool) -> None:
+        if available == self.device_available:
+            return
+        self.device_available = available
+        logging.info(
+            "panda_breath [%s]: device %s", self.name, "online" if available else "offline"
+        )
+        if available:
+            # Passed on with the device's next message, which the controller
+            # takes as the first word of the new session.
+            self._online_pending = True
+            self._last_message = time.monotonic()
+            self._evaluate()
+        else:
+            self._online_pending = False
+            self.listener.on_report(DeviceReport(online=False))
+            self._evaluate()
+
+    def _without_echoes(self, report: DeviceReport) -> DeviceReport:
+        """Hide state that only shows our last command not applied yet.
+
+        The device publishes its state between our messages (ESPHome after
+        every set point, the stock firmware on its own clock), so for a moment
+        after a write it still reports the state before it.  Taken at face
+        value, that is a "contradiction" that makes the controller rewrite
+        everything, or (after an OFF) "uncommanded heating" counted once per
+        topic.  A device that really disagrees still says so after
+        ``SETTLE_S``, and the controller acts then.
+        """
+        if time.monotonic() >= self._settle_until:
+            return report
+        target = self._settle_target
+        if target > 0.0:
+            if report.work_on is False or (report.mode is not None and report.mode != MODE_ON):
+                report.work_on = None
+                report.mode = None
+            if report.device_target is not None and (
+                abs(report.device_target - round(target)) >= 1
+            ):
+                report.device_target = None
+        else:
+            if report.work_on:
+                report.work_on = None
+                report.mode = None
+            if report.heater_on:
+                report.heater_on = None
+        return report
+
+    # Link state ----------------------------------------------------------------
+
+    def _evaluate(self) -> None:
+        available = self.device_available is True or (
+            self.device_available is None
+            and self.availability_implied_by_state
+            and self._state_seen
+        )
+        up = self.broker_connected and available and not self.silent and not self._closing
+        if up:
+            if self.state != LINK_CONNECTED:
+                self._go_up()
+            return
+        reason = self._down_reason()
+        if self.state == LINK_CONNECTED:
+            self._go_down(reason)
+        elif not self._closing:
+            self.last_error = reason
+            self._set_state(LINK_CONNECTING if self.broker_connected and
+                            self.device_available is None else LINK_DISCONNECTED)
+
+    def _down_reason(self) -> str:
+        if not self.broker_connected:
+            return "MQTT broker not connected"
+        if self.device_available is False:
+            return "device offline"
+        if self.silent:
+            return "device silent for %.0f s" % (self.silence_timeout or 0)
+        return "waiting for the device's availability"
+
+    def _go_up(self) -> None:
+        self.connections += 1
+        self.reconnects = max(0, self.connections - 1)
+        self.connected_since = time.monotonic()
+        self.last_error = None
+        self._last_message = time.monotonic()
+        self._last_heartbeat = 0.0
+        logging.info("panda_breath [%s]: device reachable over MQTT (%s)",
+                     self.name, self.protocol.base)
+        self._set_state(LINK_CONNECTED)
+        self.listener.on_link_up()
+
+    def _go_down(self, reason: str) -> None:
+        self.last_error = reason
+        self._settle_until = 0.0
+        logging.info("panda_breath [%s]: device link down (%s)", self.name, reason)
+        self._set_state(LINK_DISCONNECTED)
+        self.listener.on_link_down(reason)
+
+    def _tick(self, now: float) -> None:
+        if not self.is_up():
+            return
+        if self.silence_timeout and now - self._last_message > self.silence_timeout:
+            self.silent = True
+            self._evaluate()
+            return
+        if (
+            self.heartbeat_interval
+            and self._target > 0.0
+            and now - self._last_heartbeat >= self.heartbeat_interval
+        ):
+            beat = self.protocol.heartbeat(self._target)
+            if beat is not None:
+                self._publish(beat)
+                self.heartbeats_sent += 1
+                self._last_heartbeat = now
+
+    # Outgoing ------------------------------------------------------------------
+
+    def send_target(self, target: float, resend_all: bool) -> bool:
+        # MQTT commands are a few bytes and the controller already coalesces
+        # bursts, so every write carries the whole sequence (resend_all or not).
+        if not self.is_up():
+            return False
+        self._target = target
+        now = time.monotonic()
+        for publish in self.protocol.encode(target):
+            self._publish(publish)
+            if publish.topic == self.protocol.heartbeat_topic:
+                self._last_heartbeat = now
+        self._settle_target = target
+        self._settle_until = now + SETTLE_S
+        return True
+
+    def _publish(self, publish: Publish) -> None:
+        try:
+            result = self.mqtt.publish_topic(
+                publish.topic, publish.payload, COMMAND_QOS, publish.retain
+            )
+        except Exception as exc:  # noqa: BLE001 - Moonraker raises ServerError
+            self._publish_failed(exc)
+            return
+        future = asyncio.ensure_future(result)
+        future.add_done_callback(self._publish_done)
+        self._pending_publishes = [f for f in self._pending_publishes if not f.done()]
+        self._pending_publishes.append(future)
+
+    def _publish_done(self, future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            self._publish_failed(exc)
+
+    def _publish_failed(self, exc: BaseException) -> None:
+        self.publish_errors += 1
+        self._log_once("publish failed: %s" % (str(exc) or type(exc).__name__))
+        self.listener.on_link_changed()
+
+    async def flush(self, timeout: float) -> bool:
+        pending = [f for f in self._pending_publishes if not f.done()]
+        if not pending:
+            return True
+        _done, not_done = await asyncio.wait(pending, timeout=timeout)
+        return not not_done
+
+    # Status --------------------------------------------------------------------
+
+    def _log_once(self, message: str) -> None:
+        """Each distinct problem once per broker session, not once per message."""
+        if message not in self._logged:
+            self._logged.add(message)
+            logging.info("panda_breath [%s]: %s", self.name, message)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info.update(
+            {
+                "mqtt_topics": self.protocol.base,
+                "broker_connected": self.broker_connected,
+                "device_available": self.device_available,
+                "frames_ignored": self.frames_ignored,
+                "heartbeats_sent": self.heartbeats_sent,
+                "publish_errors": self.publish_errors,
+            }
+        )
+        return info

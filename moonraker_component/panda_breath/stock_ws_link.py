@@ -1,0 +1,221 @@
+"""One persistent tornado WebSocket session with a stock-firmware Panda Breath.
+
+The device sends a snapshot right after the upgrade and small temperature
+frames every few seconds; it never acknowledges writes and sometimes goes
+quiet for more than 15 s without closing the socket.  So: a quiet link is
+closed and reopened (a new connection brings a new snapshot), reconnects are
+paced by ``Backoff``, and only one connection exists at a time (the device
+serves at most seven clients and degrades under connection churn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from tornado import websocket as tornado_ws
+
+from . import stock_ws
+from .backoff import Backoff
+from .link import (
+    LINK_CLOSED,
+    LINK_CONNECTED,
+    LINK_CONNECTING,
+    LINK_DISCONNECTED,
+    DeviceLink,
+    LinkListener,
+)
+from .model import FrameError
+from .resolve import resolve_host
+
+# Our own frames are tiny; the device's snapshot is a few KiB.  Anything larger
+# is dropped by the decoder, and only absurd sizes end the connection.
+_MAX_MESSAGE_SIZE = 1024 * 1024
+#: A connection that lasted this long was healthy: the next drop retries quickly.
+#: Shorter ones (a device that accepts and closes at once) keep backing off.
+STABLE_CONNECTION_S = 2.0
+
+
+class StockWebSocketLink(DeviceLink):
+    def __init__(
+        self,
+        listener: LinkListener,
+        name: str,
+        host: str,
+        port: int,
+        connect_timeout: float,
+        silence_timeout: float,
+        backoff: Backoff,
+    ) -> None:
+        super().__init__(listener)
+        self.name = name
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.silence_timeout = silence_timeout
+        self.backoff = backoff
+        self.address: str | None = None
+        self.connections = 0
+        self.version = stock_ws.DEFAULT_VERSION
+        self.version_known = False
+        self._ws: tornado_ws.WebSocketClientConnection | None = None
+        self._closing = False
+        self._written: dict[str, Any] = {}
+        self._pending_writes: list[asyncio.Future[Any]] = []
+        self._logged_errors: set[str] = set()
+
+    # Session loop ------------------------------------------------------------
+
+    async def run(self) -> None:
+        while not self._closing:
+            self._set_state(LINK_CONNECTING)
+            try:
+                ws = await asyncio.wait_for(self._connect(), self.connect_timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every failure means "retry later"
+                self._note_error("connect failed: %s" % (_describe(exc),))
+            else:
+                started = time.monotonic()
+                await self._serve(ws)
+                if time.monotonic() - started >= STABLE_CONNECTION_S:
+                    self.backoff.reset()
+            if self._closing:
+                break
+            self._set_state(LINK_DISCONNECTED)
+            await asyncio.sleep(self.backoff.next_delay())
+        self._set_state(LINK_CLOSED)
+
+    async def _connect(self) -> tornado_ws.WebSocketClientConnection:
+        self.address = await resolve_host(self.host, self.connect_timeout)
+        host = "[%s]" % self.address if ":" in self.address else self.address
+        url = "ws://%s:%d/ws" % (host, self.port)
+        return await tornado_ws.websocket_connect(
+            url,
+            connect_timeout=self.connect_timeout,
+            max_message_size=_MAX_MESSAGE_SIZE,
+        )
+
+    async def _serve(self, ws: tornado_ws.WebSocketClientConnection) -> None:
+        self._ws = ws
+        self._written = {}
+        self.connected_since = time.monotonic()
+        self.last_error = None
+        self._logged_errors.clear()
+        self.connections += 1
+        self.reconnects = self.connections - 1
+        logging.info("panda_breath [%s]: connected to %s:%d", self.name, self.address, self.port)
+        self._set_state(LINK_CONNECTED)
+        self.listener.on_link_up()
+        reason = "closed by device"
+        try:
+            while not self._closing:
+                try:
+                    message = await asyncio.wait_for(ws.read_message(), self.silence_timeout)
+                except asyncio.TimeoutError:
+                    reason = "device silent for %.0f s" % self.silence_timeout
+                    break
+                if message is None:
+                    break
+                self._handle_message(message)
+        finally:
+            self._ws = None
+            self._written = {}
+            ws.close(1000 if self._closing else 1001)
+            if self._closing:
+                reason = "closing"
+            self.last_error = None if self._closing else reason
+            logging.info("panda_breath [%s]: disconnected (%s)", self.name, reason)
+            self._set_state(LINK_DISCONNECTED)
+            self.listener.on_link_down(reason)
+
+    def _handle_message(self, message: str | bytes) -> None:
+        self._note_frame()
+        try:
+            report = stock_ws.decode_frame(message, self.version)
+        except FrameError as exc:
+            # Counted and dropped; the frame itself is never logged (the
+            # snapshot carries Wi-Fi passwords).
+            self.frames_dropped += 1
+            self._log_once("dropped a device frame: %s" % exc)
+            self.listener.on_link_changed()
+            return
+        if report.rejected_fields:
+            self.fields_rejected += len(report.rejected_fields)
+            self._log_once("ignored malformed fields: %s" % ", ".join(report.rejected_fields))
+        if report.firmware_version is not None:
+            parsed = stock_ws.parse_version(report.firmware_version)
+            if parsed is not None:
+                self.version = parsed
+                self.version_known = True
+        self.listener.on_report(report)
+
+    # Writes ------------------------------------------------------------------
+
+    def send_target(self, target: float, resend_all: bool) -> bool:
+        ws = self._ws
+        if ws is None or self.state != LINK_CONNECTED:
+            return False
+        for key, value in stock_ws.command_sequence(target, self.version):
+            if not resend_all and self._written.get(key, _UNSET) == value:
+                continue
+            try:
+                future = ws.write_message(stock_ws.encode_settings(key, value))
+            except tornado_ws.WebSocketClosedError:
+                return False
+            self._written[key] = value
+            self._track(future)
+        return True
+
+    def _track(self, future: Any) -> None:
+        fut = asyncio.ensure_future(future)
+        # Failures surface as a closed connection in the read loop.
+        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._pending_writes = [f for f in self._pending_writes if not f.done()]
+        self._pending_writes.append(fut)
+
+    async def flush(self, timeout: float) -> bool:
+        pending = [f for f in self._pending_writes if not f.done()]
+        if not pending:
+            return True
+        done, not_done = await asyncio.wait(pending, timeout=timeout)
+        return not not_done
+
+    async def close(self) -> None:
+        self._closing = True
+        ws = self._ws
+        if ws is not None:
+            ws.close(1000)
+
+    # Logging -------------------------------------------------------------------
+
+    def _note_error(self, message: str) -> None:
+        self.last_error = message
+        self._log_once(message)
+        self.listener.on_link_changed()
+
+    def _log_once(self, message: str) -> None:
+        """Log each distinct problem once per connection, not once per retry."""
+        if message not in self._logged_errors:
+            self._logged_errors.add(message)
+            logging.info("panda_breath [%s]: %s", self.name, message)
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["address"] = self.address
+        info["firmware_version"] = (
+            "V%d.%d.%d" % self.version if self.version_known else None
+        )
+        return info
+
+
+_UNSET = object()
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    text = str(exc)
+    return text or type(exc).__name__

@@ -1,0 +1,59 @@
+"""The printer.cfg and moonraker.conf fragments that tests, the demo and the benchmark share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+# What real Moonraker wants from Klipper (virtual_sdcard, pause_resume,
+# display_status), a toolhead with no kinematics, and our heater.
+PRINTER_CFG = """\
+[mcu]
+serial: /dev/null
+
+[printer]
+kinematics: none
+max_velocity: 100
+max_accel: 100
+
+[virtual_sdcard]
+path: {gcodes}
+
+[pause_resume]
+
+[display_status]
+
+[heater_panda_breath {heater}]
+min_temp: 0
+max_temp: {max_temp}
+stale_timeout: {stale_timeout}
+"""
+
+
+def printer_cfg(
+    gcodes: Path, heater: str = "chamber", max_temp: float = 60,
+    stale_timeout: float = 30.0, extra: str = "",
+) -> str:
+    gcodes.mkdir(parents=True, exist_ok=True)
+    text = PRINTER_CFG.format(
+        gcodes=gcodes, heater=heater, max_temp=max_temp, stale_timeout=stale_timeout
+    )
+    return text + ("\n" + extra if extra else "")
+
+
+def panda_section(
+    port: int, name: str | None = None, host: str = "127.0.0.1", **options: Any
+) -> str:
+    """A [panda_breath] section for a local simulator, with quick reconnect timings."""
+    values: dict[str, Any] = {
+        "firmware": "stock",
+        "host": host,
+        "port": port,
+        "heater": "chamber",
+        "silence_timeout": 3,
+        "reconnect_max_delay": 1,
+    }
+    values.update(options)
+    header = "[panda_breath]" if name is None else f"[panda_breath {name}]"
+    body = "\n".join(f"{key}: {value}" for key, value in values.items() if value is not None)
+    return f"{header}\n{body}\n"

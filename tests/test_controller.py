@@ -1,0 +1,140 @@
+"""The desired-state logic of DeviceController, with a link that records what it is told.
+
+The end-to-end tests show the same behaviour through the real stack; these
+pin down timing-sensitive rules (coalescing, OFF first) that a real stack
+cannot make deterministic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from panda_breath.controller import COALESCE_S, SNAPSHOT_WAIT_S, DeviceController
+from panda_breath.link import LINK_CONNECTED, DeviceLink
+from panda_breath.model import DeviceReport
+
+
+class RecordingLink(DeviceLink):
+    def __init__(self, listener: Any) -> None:
+        super().__init__(listener)
+        self.sent: list[tuple[float, bool]] = []
+
+    async def run(self) -> None:  # pragma: no cover - not used
+        pass
+
+    async def close(self) -> None:  # pragma: no cover - not used
+        pass
+
+    async def flush(self, timeout: float) -> bool:  # pragma: no cover - not used
+        return True
+
+    def send_target(self, target: float, resend_all: bool) -> bool:
+        self.sent.append((target, resend_all))
+        return True
+
+    def connect(self, controller: DeviceController, snapshot: DeviceReport | None) -> None:
+        self.state = LINK_CONNECTED
+        controller.on_link_up()
+        if snapshot is not None:
+            controller.on_report(snapshot)
+
+
+class NullRelay:
+    def __init__(self) -> None:
+        self.readings: list[float | None] = []
+
+    def submit(self, controller: DeviceController, report: DeviceReport) -> None:
+        self.readings.append(report.chamber_temp)
+
+
+def make_controller(max_target: float = 60.0) -> tuple[DeviceController, RecordingLink, NullRelay]:
+    relay = NullRelay()
+    controller = DeviceController("dev", "chamber", max_target, relay, lambda: None)
+    link = RecordingLink(controller)
+    controller.link = link
+    return controller, link, relay
+
+
+async def test_desired_state_is_sent_after_the_snapshot() -> None:
+    controller, link, _ = make_controller()
+    controller.set_target(45.0, "klipper")
+    assert link.sent == []  # link down: nothing to send yet
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False, chamber_temp=25.0))
+    assert link.sent == [(45.0, True)]
+
+
+async def test_without_a_snapshot_the_state_is_sent_after_a_wait() -> None:
+    controller, link, _ = make_controller()
+    controller.set_target(40.0, "klipper")
+    link.connect(controller, None)
+    assert link.sent == []
+    await asyncio.sleep(SNAPSHOT_WAIT_S + 0.1)
+    assert link.sent == [(40.0, True)]
+
+
+async def test_uncommanded_heating_in_snapshot_is_switched_off_and_counted() -> None:
+    controller, link, _ = make_controller()
+    link.connect(controller, DeviceReport(snapshot=True, work_on=True, mode="on"))
+    assert link.sent == [(0.0, True)]
+    assert controller.uncommanded_heating_events == 1
+    assert controller.last_event == "uncommanded heating switched off"
+
+
+async def test_rapid_changes_coalesce_but_off_goes_out_at_once() -> None:
+    controller, link, _ = make_controller()
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    link.sent.clear()
+    for target in (40.0, 41.0, 42.0, 43.0):
+        controller.set_target(target, "klipper")
+    assert link.sent == [(40.0, False)]  # the first goes at once, the rest wait
+    controller.set_target(0.0, "klipper")
+    assert link.sent == [(40.0, False), (0.0, False)]  # OFF is not queued behind ON
+    await asyncio.sleep(COALESCE_S * 2)
+    assert link.sent == [(40.0, False), (0.0, False)]  # the stale ON never follows
+    controller.set_target(44.0, "klipper")
+    controller.set_target(46.0, "klipper")
+    await asyncio.sleep(COALESCE_S * 2)
+    assert link.sent[2:] == [(44.0, False), (46.0, False)]  # leading write, then the latest
+
+
+async def test_targets_are_clamped_to_the_device_and_heater_limits() -> None:
+    controller, link, _ = make_controller(max_target=60.0)
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    assert controller.set_target(75.0, "klipper") == 60.0
+    controller.max_target = 50.0  # the heater's max_temp, learned from Klipper
+    await asyncio.sleep(COALESCE_S * 1.5)
+    assert controller.set_target(55.0, "klipper") == 50.0
+
+
+async def test_sensor_fault_keeps_the_device_off_until_it_clears() -> None:
+    controller, link, relay = make_controller()
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    controller.set_target(45.0, "klipper")
+    link.sent.clear()
+    controller.on_report(DeviceReport(faults={"chamber_sensor": "open circuit"}))
+    assert link.sent[-1] == (0.0, True)
+    assert relay.readings == []  # no reading goes to Klipper, so its stale check acts
+    controller.on_report(DeviceReport(faults={}, chamber_temp=30.0))
+    assert link.sent[-1] == (45.0, True)
+    assert relay.readings == [30.0]
+
+
+async def test_a_reply_older_than_the_latest_change_does_not_override_it() -> None:
+    controller, link, _ = make_controller()
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    seen = controller.target_version
+    controller.set_target(45.0, "klipper")
+    controller.adopt_klipper_target(0.0, seen)  # reply computed before the change
+    assert controller.target == 45.0
+    controller.adopt_klipper_target(0.0, controller.target_version)
+    assert controller.target == 0.0
+
+
+async def test_force_off_always_writes_even_when_target_is_already_zero() -> None:
+    controller, link, _ = make_controller()
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    link.sent.clear()
+    controller.force_off("Klipper shutdown")
+    assert link.sent == [(0.0, True)]
+    assert controller.last_event == "off: Klipper shutdown"
