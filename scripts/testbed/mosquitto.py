@@ -74,6 +74,7 @@ class Mosquitto:
             self.proc = subprocess.Popen(
                 [self.binary, "-c", str(self.conf_path)],
                 stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         try:
             self._wait_accepting(timeout)

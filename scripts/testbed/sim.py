@@ -84,7 +84,7 @@ class SimProcess:
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=str(self.workdir),
+                cwd=str(self.workdir), start_new_session=True,
             )
         try:
             self._wait_ready(timeout)

@@ -1,0 +1,207 @@
+"""Latency, resync time and idle cost of the bridge, through the real stack on loopback.
+
+Run through ``scripts/bench``.  Prints medians and p99 over many samples:
+
+* target change in Klipper -> the frame at the device (simulator receive time);
+* device temperature frame -> visible in Klipper's heater status;
+* device drops every connection -> desired state resent to it;
+* Moonraker's CPU and memory at idle, with the component minus without it.
+
+Both processes run on one machine, so wall-clock timestamps are comparable;
+the machine is shared and noisy, so only medians and high percentiles mean
+anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from testbed import wait_until
+from testbed.configs import panda_section, printer_cfg
+from testbed.klippy import Klippy, KlippyAPIClient
+from testbed.moonraker import Moonraker
+from testbed.sim import SimProcess
+
+HEATER = "heater_panda_breath chamber"
+#: Deadlines tested for the temperature path (seconds before a status tick).
+DEADLINES = (0.005, 0.010, 0.020, 0.050)
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def percentile(samples: list[float], pct: float) -> float:
+    ordered = sorted(samples)
+    index = min(len(ordered) - 1, max(0, round(pct / 100.0 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def row(
+    name: str, samples: list[float], target: str, unit: str = "ms", scale: float = 1000.0
+) -> str:
+    med = statistics.median(samples) * scale
+    p99 = percentile(samples, 99) * scale
+    return f"{name:<46} {len(samples):>5} {med:>9.1f} {p99:>9.1f} {unit:<3} {target}"
+
+
+def frame_time(state: dict[str, Any], key: str, value: Any, after: float) -> float | None:
+    for frame in state["recent_frames"]:
+        settings = (frame.get("payload") or {}).get("settings") or {}
+        if frame["time"] >= after and settings.get(key) == value:
+            return float(frame["time"])
+    return None
+
+
+def bench_target_latency(client: KlippyAPIClient, sim: SimProcess, samples: int) -> list[float]:
+    results = []
+    for i in range(samples):
+        target = 40 + (i % 2)
+        t0 = time.time()
+        client.gcode(f"SET_HEATER_TEMPERATURE HEATER=chamber TARGET={target}")
+        seen = wait_until(
+            lambda target=target, t0=t0: frame_time(sim.state(), "set_temp", target, t0),
+            5.0, 0.002, "set_temp frame at the device",
+        )
+        results.append(seen - t0)
+        time.sleep(0.15)  # beyond the component's 100 ms write coalescing window
+    return results
+
+
+def raw_clock() -> float:
+    """Klippy's reactor clock (its eventtimes are CLOCK_MONOTONIC_RAW seconds)."""
+    return time.clock_gettime(time.CLOCK_MONOTONIC_RAW)
+
+
+def query_heater(client: KlippyAPIClient) -> tuple[float, float]:
+    """(eventtime, temperature) of one status sample taken at Klipper's next status tick."""
+    result = client.request("objects/query", {"objects": {HEATER: ["temperature"]}})
+    return float(result["eventtime"]), float(result["status"][HEATER]["temperature"])
+
+
+def bench_temperature_deadlines(
+    client: KlippyAPIClient, sim: SimProcess, samples: int, deadlines: tuple[float, ...]
+) -> dict[float, tuple[int, int]]:
+    """For each deadline d: of n frames sent d before a status tick, how many were in it.
+
+    Klipper samples status for queries and subscriptions only on its 250 ms
+    tick, so polling cannot see a 50 ms latency.  Instead each frame is sent a
+    chosen time before a known tick (eventtimes are CLOCK_MONOTONIC_RAW, the
+    same clock as here); if that tick already shows the new reading, the
+    whole path (device frame -> component -> Klipper's heater object) took
+    less than the deadline.
+    """
+    wall_minus_raw = time.time() - raw_clock()
+    results = {d: (0, 0) for d in deadlines}
+    for i in range(samples):
+        deadline = deadlines[i % len(deadlines)]
+        value = 33 + (i % 2)
+        tick, _ = query_heater(client)
+        next_tick = tick + 0.25
+        while next_tick - raw_clock() < deadline + 0.02:
+            next_tick += 0.25
+        time.sleep(max(0.0, next_tick - deadline - raw_clock()))
+        sent_at = float(sim.control("emit_temperature", value=value)["sent_at"])
+        sent_raw = sent_at - wall_minus_raw
+        seen_tick, temperature = query_heater(client)
+        made_it = seen_tick >= next_tick - 0.01 and temperature == value
+        hit, total = results[deadline]
+        # Count only frames that really left before the deadline.
+        if seen_tick - sent_raw <= deadline + 0.005:
+            results[deadline] = (hit + int(made_it), total + 1)
+        wait_until(lambda value=value: query_heater(client)[1] == value, 5.0, 0.0,
+                   "reading to reach Klipper")
+    return results
+
+
+def bench_resync(sim: SimProcess, samples: int) -> list[float]:
+    results = []
+    for _ in range(samples):
+        t0 = time.time()
+        sim.control("drop")
+        seen = wait_until(
+            lambda t0=t0: frame_time(sim.state(), "set_temp", 41, t0),
+            10.0, 0.01, "target resent after the drop",
+        )
+        results.append(seen - t0)
+        time.sleep(2.5)  # a connection that lived 2 s counts as healthy: no backoff
+    return results
+
+
+def proc_usage(pid: int) -> tuple[float, int]:
+    """(CPU seconds, RSS bytes) of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+    return cpu, rss_pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def idle_cost(moonraker: Moonraker, seconds: float) -> tuple[float, int]:
+    assert moonraker.proc is not None
+    pid = moonraker.proc.pid
+    cpu0, _ = proc_usage(pid)
+    t0 = time.monotonic()
+    time.sleep(seconds)
+    cpu1, rss = proc_usage(pid)
+    return (cpu1 - cpu0) / (time.monotonic() - t0), rss
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--resync-samples", type=int, default=30)
+    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
+        work = Path(tmp)
+        sim = SimProcess(work / "sim", firmware="v1.0.3", time_scale=1.0)
+        klippy = Klippy(work / "klippy", printer_cfg(work / "gcodes"))
+        sim.start()
+        klippy.start()
+        parts: list[Any] = [sim, klippy]
+        try:
+            # Baseline: the same Moonraker without the component.
+            base = Moonraker(work / "baseline", klippy.socket_path)
+            base.start()
+            parts.append(base)
+            wait_until(lambda: base.klippy_state() == "ready", 15.0, what="baseline ready")
+            base_cpu, base_rss = idle_cost(base, args.idle_seconds)
+            base.stop()
+            moonraker = Moonraker(work / "moonraker", klippy.socket_path,
+                                  extra_config=panda_section(sim.port))
+            moonraker.start()
+            parts.append(moonraker)
+            moonraker.wait_component_ready()
+            client = klippy.client()
+            print("measuring...", file=sys.stderr, flush=True)
+            target = bench_target_latency(client, sim, args.samples)
+            deadlines = bench_temperature_deadlines(client, sim, args.samples, DEADLINES)
+            client.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=41")
+            resync = bench_resync(sim, args.resync_samples)
+            comp_cpu, comp_rss = idle_cost(moonraker, args.idle_seconds)
+            client.close()
+        finally:
+            for part in reversed(parts):
+                part.stop()
+    print(f"{'measure':<46} {'n':>5} {'median':>9} {'p99':>9}     target")
+    print(row("target change -> frame at device", target, "p99 < 50 ms"))
+    for deadline, (hit, total) in deadlines.items():
+        share = 100.0 * hit / total if total else float("nan")
+        label = f"temperature frame -> Klipper status < {deadline * 1000:.0f} ms"
+        print(f"{label:<46} {total:>5} {share:>8.1f}% of frames     p99 < 50 ms")
+    print(row("device drop -> desired state resent", resync, "< 1500 ms", "ms"))
+    print(f"{'Moonraker idle CPU, without / with component':<46} {'':>5} "
+          f"{base_cpu * 100:>8.2f}% {comp_cpu * 100:>8.2f}%     component < 1 % of a core "
+          f"(difference {(comp_cpu - base_cpu) * 100:+.2f}%)")
+    print(f"{'Moonraker RSS, without / with component':<46} {'':>5} "
+          f"{base_rss / 2**20:>7.1f}MB {comp_rss / 2**20:>7.1f}MB     "
+          f"(difference {(comp_rss - base_rss) / 2**20:+.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
