@@ -137,9 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--esphome-fan-with-heat", action="store_true",
                    help="run the fan whenever the relay is on (not in the YAML)")
     e.add_argument("--esphome-host-topic", default=None,
-                   help="host availability topic; 'offline' turns the climate OFF")
+                   help="host availability topic; 'offline' (or Moonraker's "
+                   "{\"server\": \"offline\"}) turns the climate OFF")
     e.add_argument("--esphome-command-timeout", type=float, default=None,
-                   help="turn the climate OFF after this many seconds without a command")
+                   help="turn the climate OFF after this many seconds without a command "
+                   "or a <prefix>/host/heartbeat message")
 
     p.add_argument("--fault", action="append", default=[], type=_fault_spec,
                    metavar="KIND[:SECONDS]@AT", help="schedule a fault at a start-up offset")

@@ -18,12 +18,15 @@ will on ``<prefix>/status``. Messages on topics ESPHome does not subscribe to
 
 Optional host watchdog (``--esphome-host-topic``, ``--esphome-command-timeout``),
 meant for a later feature: it models firmware that turns the climate OFF when
-the host's availability topic says ``offline`` or when no command arrived for
-N wall-clock seconds. It is not in the earlier project's YAML.
+the host's availability topic says ``offline`` (or carries Moonraker's
+``{"server": "offline"}``) or when no command and no heartbeat on
+``<prefix>/host/heartbeat`` arrived for N wall-clock seconds, as the project's
+``examples/esphome/panda_breath.yaml`` does. It is not in the earlier project's YAML.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -35,7 +38,9 @@ from pbsim.thermal import ThermalModel
 SENSOR_PERIOD = 5.0  # model seconds between NTC samples (the YAML's update interval)
 SAFETY_PERIOD = 3.0  # model seconds between runs of the over-temperature interval
 PTC_SAFETY_LIMIT = 90.0
-CLIMATE_MODES = ("off", "heat")  # what this bang_bang supports
+CLIMATE_MODES = ("off", "heat")
+#: Where a host publishes its heartbeat (``<prefix>/host/heartbeat``).
+HEARTBEAT_SUFFIX = "host/heartbeat"  # what this bang_bang supports
 ESPHOME_MODE_WORDS = ("off", "auto", "cool", "heat", "fan_only", "dry", "heat_cool")
 
 
@@ -257,12 +262,18 @@ class EsphomeMqtt:
         text = payload.decode("utf-8", "replace")
         outcome = Outcome()
         if topic == self.device.options.host_topic:
-            if text.strip().lower() == "offline" and self.device.mode != "off":
+            if _host_offline(text) and self.device.mode != "off":
                 self.device.set_mode("off")
                 self.watchdog_trips += 1
                 outcome.apply("host_offline")
             else:
                 outcome.ignore("host_status", "host topic not offline")
+            return outcome, text
+        if topic == f"{self.prefix}/{HEARTBEAT_SUFFIX}" and self.device.options.command_timeout:
+            # A firmware with the command-timeout watchdog (the example YAML)
+            # also takes the host's heartbeat as a sign of life.
+            self.last_command_at = time.monotonic()
+            outcome.apply("heartbeat")
             return outcome, text
         handler = self.commands.get(topic)
         if handler is None:
@@ -353,3 +364,15 @@ class EsphomeMqtt:
             return
         self.device.switch_fan(level > 0, level if level > 0 else None)
         outcome.apply("fan_speed_level")
+
+
+def _host_offline(text: str) -> bool:
+    """``offline``, or Moonraker's ``{"server": "offline"}`` (its will and shutdown message)."""
+    text = text.strip()
+    if text.lower() == "offline":
+        return True
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and data.get("server") == "offline"
