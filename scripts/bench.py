@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from testbed import wait_until
-from testbed.configs import panda_section, printer_cfg
-from testbed.klippy import Klippy, KlippyAPIClient
+from testbed.klippy import KlippyAPIClient
 from testbed.moonraker import Moonraker
 from testbed.sim import SimProcess
+from testbed.stack import start_stack
 
 HEATER = "heater_panda_breath chamber"
 #: Deadlines tested for the temperature path (seconds before a status tick).
@@ -140,53 +140,46 @@ def proc_usage(pid: int) -> tuple[float, int]:
     return cpu, rss_pages * os.sysconf("SC_PAGE_SIZE")
 
 
-def idle_cost(moonraker: Moonraker, seconds: float) -> tuple[float, int]:
-    assert moonraker.proc is not None
-    pid = moonraker.proc.pid
-    cpu0, _ = proc_usage(pid)
+def idle_cost(moonrakers: list[Moonraker], seconds: float) -> list[tuple[float, int]]:
+    """Share of a core and RSS of each Moonraker over the same idle window."""
+    pids = [m.proc.pid for m in moonrakers if m.proc is not None]
+    before = [proc_usage(pid)[0] for pid in pids]
     t0 = time.monotonic()
     time.sleep(seconds)
-    cpu1, rss = proc_usage(pid)
-    return (cpu1 - cpu0) / (time.monotonic() - t0), rss
+    elapsed = time.monotonic() - t0
+    after = [proc_usage(pid) for pid in pids]
+    return [((cpu - cpu0) / elapsed, rss) for cpu0, (cpu, rss) in zip(before, after, strict=True)]
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--resync-samples", type=int, default=30)
-    parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument("--idle-seconds", type=float, default=60.0)
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
         work = Path(tmp)
-        sim = SimProcess(work / "sim", firmware="v1.0.3", time_scale=1.0)
-        klippy = Klippy(work / "klippy", printer_cfg(work / "gcodes"))
-        sim.start()
-        klippy.start()
-        parts: list[Any] = [sim, klippy]
+        stack = start_stack(work, "v1.0.3", time_scale=1.0)
         try:
-            # Baseline: the same Moonraker without the component.
-            base = Moonraker(work / "baseline", klippy.socket_path)
+            # Baseline: a second Moonraker on the same klippy, without the
+            # component, measured over the same window (same machine noise).
+            base = Moonraker(work / "baseline", stack.klippy.socket_path)
             base.start()
-            parts.append(base)
+            stack.parts.append(base)
             wait_until(lambda: base.klippy_state() == "ready", 15.0, what="baseline ready")
-            base_cpu, base_rss = idle_cost(base, args.idle_seconds)
-            base.stop()
-            moonraker = Moonraker(work / "moonraker", klippy.socket_path,
-                                  extra_config=panda_section(sim.port))
-            moonraker.start()
-            parts.append(moonraker)
-            moonraker.wait_component_ready()
-            client = klippy.client()
-            print("measuring...", file=sys.stderr, flush=True)
-            target = bench_target_latency(client, sim, args.samples)
-            deadlines = bench_temperature_deadlines(client, sim, args.samples, DEADLINES)
+            time.sleep(2.0)  # let start-up work settle
+            (base_cpu, base_rss), (comp_cpu, comp_rss) = idle_cost(
+                [base, stack.moonraker], args.idle_seconds
+            )
+            client = stack.klippy.client()
+            print("measuring latencies...", file=sys.stderr, flush=True)
+            target = bench_target_latency(client, stack.sim, args.samples)
+            deadlines = bench_temperature_deadlines(client, stack.sim, args.samples, DEADLINES)
             client.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=41")
-            resync = bench_resync(sim, args.resync_samples)
-            comp_cpu, comp_rss = idle_cost(moonraker, args.idle_seconds)
+            resync = bench_resync(stack.sim, args.resync_samples)
             client.close()
         finally:
-            for part in reversed(parts):
-                part.stop()
+            stack.stop()
     print(f"{'measure':<46} {'n':>5} {'median':>9} {'p99':>9}     target")
     print(row("target change -> frame at device", target, "p99 < 50 ms"))
     for deadline, (hit, total) in deadlines.items():

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from mqtt_fixtures import INSTANCE, MqttStack, build_mqtt_stack, panda_mqtt_section
+from mqtt_fixtures import INSTANCE, MqttStack, panda_mqtt_section, start_stack
 from testbed import wait_until
 from testbed.moonraker import Moonraker
 
@@ -24,13 +24,13 @@ def make_mqtt_stack(tmp_path: Path) -> Iterator[Callable[..., MqttStack]]:
     stacks: list[MqttStack] = []
 
     def build(firmware: str, **kwargs: object) -> MqttStack:
-        stack = build_mqtt_stack(tmp_path, firmware, **kwargs)  # type: ignore[arg-type]
+        stack = start_stack(tmp_path, firmware, stack_class=MqttStack, **kwargs)  # type: ignore[arg-type]
         stacks.append(stack)
         return stack
 
     yield build
     for stack in stacks:
-        stack.stop_all()
+        stack.stop()
 
 
 # ESPHome ---------------------------------------------------------------------

@@ -10,8 +10,8 @@ import itertools
 import time
 
 import pytest
-from conftest import Stack
 from testbed import wait_until
+from testbed.stack import Stack
 
 SET_45 = "SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45"
 

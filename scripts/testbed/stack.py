@@ -1,0 +1,167 @@
+"""The whole product on one machine: simulator (+ Mosquitto), klippy + extra, Moonraker + component.
+
+``start_stack`` is what the end-to-end tests and ``scripts/demo`` run; the
+firmware picks the path: a stock version (``v1.0.0`` … ``v1.0.4``) talks
+WebSocket, ``esphome`` and ``stock_mqtt`` talk MQTT through a private broker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import wait_until
+from .configs import panda_section, printer_cfg
+from .klippy import Klippy
+from .moonraker import Moonraker
+from .mosquitto import Mosquitto
+from .sim import SimProcess
+
+STOCK_FIRMWARES = ("v1.0.0", "v1.0.1", "v1.0.2", "v1.0.3", "v1.0.4")
+MQTT_FIRMWARES = ("esphome", "stock_mqtt")
+FIRMWARES = STOCK_FIRMWARES + MQTT_FIRMWARES
+#: The simulated v1.0.4 device's MAC, as its MQTT topics carry it.
+DEVICE_ID = "ACEBE68FE51C"
+#: Moonraker's [mqtt] instance_name (its status topic is <instance>/moonraker/status).
+MQTT_INSTANCE = "testprinter"
+HEATER_OBJECT = "heater_panda_breath chamber"
+
+S = TypeVar("S", bound="Stack")
+
+
+@dataclass
+class Stack:
+    """The running parts, in start order, and shortcuts to drive and observe them."""
+
+    workdir: Path
+    firmware: str
+    sim: SimProcess
+    klippy: Klippy
+    moonraker: Moonraker
+    broker: Mosquitto | None = None
+    parts: list[Any] = field(default_factory=list)
+
+    def wait_sim(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0,
+        what: str = "simulator state",
+    ) -> dict[str, Any]:
+        """Poll the device's true state until ``predicate`` holds; return that state."""
+        return wait_until(
+            lambda: (s := self.sim.state()) and predicate(s) and s, timeout, 0.05, what
+        )
+
+    def device(self, name: str = "panda_breath") -> dict[str, Any]:
+        """The component's view of the device (/server/panda_breath/status)."""
+        return self.moonraker.panda_status(name)
+
+    def wait_device(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0,
+        what: str = "bridge status",
+    ) -> dict[str, Any]:
+        return wait_until(lambda: (d := self.device()) and predicate(d) and d, timeout, 0.05,
+                          what)
+
+    def heater_status(self) -> dict[str, Any]:
+        return self.moonraker.query({HEATER_OBJECT: None})[HEATER_OBJECT]
+
+    def set_target(self, target: float) -> None:
+        self.moonraker.gcode(f"SET_HEATER_TEMPERATURE HEATER=chamber TARGET={target}")
+
+    def logs(self) -> str:
+        return self.moonraker.log_text() + "\n" + self.klippy.log_text()
+
+    def stop(self) -> None:
+        """Stop everything, Moonraker first (so the device is told to go off)."""
+        for part in reversed(self.parts):
+            try:
+                part.stop()
+            except Exception:  # noqa: BLE001 - keep tearing down the rest
+                pass
+        self.parts.clear()
+
+
+def mqtt_section(port: int) -> str:
+    return f"[mqtt]\naddress: 127.0.0.1\nport: {port}\ninstance_name: {MQTT_INSTANCE}\n"
+
+
+def panda_mqtt_section(firmware: str, **options: Any) -> str:
+    values: dict[str, Any] = {"firmware": firmware, "heater": "chamber"}
+    if firmware == "stock_mqtt":
+        values.update(device_id=DEVICE_ID, silence_timeout=3)
+    values.update(options)
+    body = "\n".join(f"{k}: {v}" for k, v in values.items() if v is not None)
+    return f"[panda_breath]\n{body}\n"
+
+
+def start_stack(
+    workdir: Path,
+    firmware: str = "v1.0.3",
+    *,
+    time_scale: float = 30.0,
+    sim_args: tuple[str, ...] = (),
+    sim_port: int | None = None,
+    stale_timeout: float = 30.0,
+    printer_extra: str = "",
+    panda_options: dict[str, Any] | None = None,
+    extra_moonraker_config: str = "",
+    moonraker_port: int | None = None,
+    cors_domains: tuple[str, ...] = (),
+    stack_class: type[S] = Stack,  # type: ignore[assignment]
+) -> S:
+    """Start every part and return once Klipper's heater has its first reading.
+
+    Klipper refuses a target above 0 until the heater is fed, so callers can
+    set targets straight away.  On any failure the parts already started are
+    stopped before the error propagates.
+    """
+    if firmware not in FIRMWARES:
+        raise ValueError(f"firmware must be one of {', '.join(FIRMWARES)}")
+    parts: list[Any] = []
+    try:
+        broker = None
+        sim_firmware = firmware
+        device_args: tuple[str, ...] = ()
+        if firmware in MQTT_FIRMWARES:
+            broker = Mosquitto(workdir / "broker").start()
+            parts.append(broker)
+            sim_firmware = "esphome" if firmware == "esphome" else "v1.0.4"
+            # The example ESPHome firmware runs the fan with the heater.
+            device_args = ("--device-id", DEVICE_ID, "--frame-interval", "1")
+            if firmware == "esphome":
+                device_args += ("--esphome-fan-with-heat",)
+        sim = SimProcess(
+            workdir / "sim", port=sim_port, firmware=sim_firmware, time_scale=time_scale,
+            mqtt=broker, extra_args=device_args + tuple(sim_args),
+        )
+        sim.start()
+        parts.append(sim)
+        klippy = Klippy(
+            workdir / "klippy",
+            printer_cfg(workdir / "gcodes", stale_timeout=stale_timeout, extra=printer_extra),
+        )
+        klippy.start()
+        parts.append(klippy)
+        if broker is not None:
+            panda = mqtt_section(broker.port) + panda_mqtt_section(
+                firmware, **(panda_options or {})
+            )
+        else:
+            panda = panda_section(sim.port, **(panda_options or {}))
+        moonraker = Moonraker(
+            workdir / "moonraker", klippy.socket_path,
+            extra_config=panda + extra_moonraker_config,
+            port=moonraker_port, cors_domains=cors_domains,
+        )
+        moonraker.start()
+        parts.append(moonraker)
+        moonraker.wait_component_ready()
+    except BaseException:
+        for part in reversed(parts):
+            try:
+                part.stop()
+            except Exception:  # noqa: BLE001
+                pass
+        raise
+    return stack_class(workdir, firmware, sim, klippy, moonraker, broker, parts)
