@@ -17,7 +17,7 @@ from panda_breath.model import DeviceReport
 
 class RecordingLink(DeviceLink):
     def __init__(self, listener: Any) -> None:
-        super().__init__(listener)
+        super().__init__(listener, "recording")
         self.sent: list[tuple[float, bool]] = []
 
     async def run(self) -> None:  # pragma: no cover - not used
@@ -25,9 +25,6 @@ class RecordingLink(DeviceLink):
 
     async def close(self) -> None:  # pragma: no cover - not used
         pass
-
-    async def flush(self, timeout: float) -> bool:  # pragma: no cover - not used
-        return True
 
     def send_target(self, target: float, resend_all: bool) -> bool:
         self.sent.append((target, resend_all))

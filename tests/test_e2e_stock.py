@@ -236,3 +236,18 @@ def test_status_changes_are_pushed_to_websocket_clients(make_stack) -> None:
     # Rate-limited: never two notifications closer than the interval (with slack).
     gaps = [b - a for a, b in itertools.pairwise(seen)]
     assert all(gap >= 0.4 for gap in gaps), gaps
+
+
+def test_refusing_device_is_retried_with_backoff_not_a_storm(make_stack) -> None:
+    # reconnect_max_delay is 1 s in the test config: 0.25, 0.5, 1, 1, ... (with jitter)
+    stack: Stack = make_stack()
+    before = stack.sim.state()["connections_refused"]
+    stack.sim.control("refuse", seconds=5)
+    stack.sim.control("drop")
+    time.sleep(5.0)
+    attempts = stack.sim.state()["connections_refused"] - before
+    assert 3 <= attempts <= 12, attempts
+    # Back within about one capped delay once it accepts again, with one connection.
+    state = stack.wait_sim(lambda s: s["clients"] == 1 and not s["refusing"], timeout=3.0,
+                           what="reconnected after the refusal")
+    assert state["clients"] == 1

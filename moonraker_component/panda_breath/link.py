@@ -8,7 +8,10 @@ into device writes.  The controller above it knows nothing about transports.
 from __future__ import annotations
 
 import abc
+import asyncio
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from .model import DeviceReport
@@ -36,9 +39,11 @@ class LinkListener(Protocol):
 class DeviceLink(abc.ABC):
     """Reconnecting session with one device; see the module docstring."""
 
-    def __init__(self, listener: LinkListener) -> None:
+    def __init__(self, listener: LinkListener, name: str) -> None:
         self.listener = listener
+        self.name = name
         self.state = LINK_DISCONNECTED
+        self.connections = 0
         self.reconnects = 0
         self.frames_received = 0
         self.frames_dropped = 0
@@ -46,6 +51,8 @@ class DeviceLink(abc.ABC):
         self.last_error: str | None = None
         self.last_frame_time: float | None = None
         self.connected_since: float | None = None
+        self._pending_writes: list[asyncio.Future[Any]] = []
+        self._logged: set[str] = set()
 
     @abc.abstractmethod
     async def run(self) -> None:
@@ -63,9 +70,13 @@ class DeviceLink(abc.ABC):
         carried it (after a reconnect, or when the device contradicts us).
         """
 
-    @abc.abstractmethod
     async def flush(self, timeout: float) -> bool:
         """Wait until the writes made so far have left this host."""
+        pending = [f for f in self._pending_writes if not f.done()]
+        if not pending:
+            return True
+        _done, not_done = await asyncio.wait(pending, timeout=timeout)
+        return not not_done
 
     def is_up(self) -> bool:
         return self.state == LINK_CONNECTED
@@ -98,3 +109,32 @@ class DeviceLink(abc.ABC):
     def _note_frame(self) -> None:
         self.frames_received += 1
         self.last_frame_time = time.monotonic()
+
+    def _note_connected(self) -> None:
+        """A new session: count it, and let its problems be logged afresh."""
+        self.connections += 1
+        self.reconnects = self.connections - 1
+        self._logged.clear()
+
+    def _track_write(
+        self, write: Awaitable[Any], on_error: Callable[[BaseException], None] | None = None
+    ) -> None:
+        """Keep a write's future for ``flush``; report its failure to ``on_error``."""
+        future = asyncio.ensure_future(write)
+
+        def done(fut: asyncio.Future[Any]) -> None:
+            if fut.cancelled():
+                return
+            exc = fut.exception()  # also marks it retrieved
+            if exc is not None and on_error is not None:
+                on_error(exc)
+
+        future.add_done_callback(done)
+        self._pending_writes = [f for f in self._pending_writes if not f.done()]
+        self._pending_writes.append(future)
+
+    def _log_once(self, message: str) -> None:
+        """Log each distinct problem once per session, not once per retry or message."""
+        if message not in self._logged:
+            self._logged.add(message)
+            logging.info("panda_breath [%s]: %s", self.name, message)

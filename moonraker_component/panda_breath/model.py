@@ -8,6 +8,7 @@ commands.  Nothing here does I/O.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -82,6 +83,16 @@ def plausible_temperature(value: Any) -> float | None:
     if not low <= number <= high:
         return None
     return number
+
+
+def read_temperature(fields: Mapping[str, Any], key: str, report: DeviceReport) -> float | None:
+    """The plausible reading under ``key``, if any; a present but unusable one is noted."""
+    if key not in fields:
+        return None
+    value = plausible_temperature(fields[key])
+    if value is None:
+        report.rejected_fields.append(key)
+    return value
 
 
 def clamp_target(target: float, limit: float) -> float:

@@ -93,8 +93,7 @@ class MqttDeviceLink(DeviceLink):
         heartbeat_interval: float | None = None,
         availability_implied_by_state: bool = False,
     ) -> None:
-        super().__init__(listener)
-        self.name = name
+        super().__init__(listener, name)
         self.mqtt = mqtt
         self.protocol = protocol
         self.silence_timeout = silence_timeout
@@ -105,7 +104,6 @@ class MqttDeviceLink(DeviceLink):
         self.broker_connected = False
         self.device_available: bool | None = None
         self.silent = False
-        self.connections = 0
         self.frames_ignored = 0
         self.heartbeats_sent = 0
         self.publish_errors = 0
@@ -119,8 +117,6 @@ class MqttDeviceLink(DeviceLink):
         self._settle_target = 0.0
         self._state_seen = False
         self._online_pending = False
-        self._pending_publishes: list[asyncio.Future[Any]] = []
-        self._logged: set[str] = set()
 
     # Session -----------------------------------------------------------------
 
@@ -311,8 +307,7 @@ class MqttDeviceLink(DeviceLink):
         return "waiting for the device's availability"
 
     def _go_up(self) -> None:
-        self.connections += 1
-        self.reconnects = max(0, self.connections - 1)
+        self._note_connected()
         self.connected_since = time.monotonic()
         self.last_error = None
         self._last_message = time.monotonic()
@@ -372,37 +367,14 @@ class MqttDeviceLink(DeviceLink):
         except Exception as exc:  # noqa: BLE001 - Moonraker raises ServerError
             self._publish_failed(exc)
             return
-        future = asyncio.ensure_future(result)
-        future.add_done_callback(self._publish_done)
-        self._pending_publishes = [f for f in self._pending_publishes if not f.done()]
-        self._pending_publishes.append(future)
-
-    def _publish_done(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            return
-        exc = future.exception()
-        if exc is not None:
-            self._publish_failed(exc)
+        self._track_write(result, self._publish_failed)
 
     def _publish_failed(self, exc: BaseException) -> None:
         self.publish_errors += 1
         self._log_once("publish failed: %s" % (str(exc) or type(exc).__name__))
         self.listener.on_link_changed()
 
-    async def flush(self, timeout: float) -> bool:
-        pending = [f for f in self._pending_publishes if not f.done()]
-        if not pending:
-            return True
-        _done, not_done = await asyncio.wait(pending, timeout=timeout)
-        return not not_done
-
     # Status --------------------------------------------------------------------
-
-    def _log_once(self, message: str) -> None:
-        """Each distinct problem once per broker session, not once per message."""
-        if message not in self._logged:
-            self._logged.add(message)
-            logging.info("panda_breath [%s]: %s", self.name, message)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()

@@ -30,17 +30,15 @@ from .model import (
     FrameError,
     as_number,
     device_degrees,
-    plausible_temperature,
+    read_temperature,
 )
 from .mqtt_common import Publish, parse_availability, payload_text
+from .stock_ws import decode_faults
 
 DEFAULT_PREFIX = "panda_breath"
 
 _MODES = {"auto mode": MODE_AUTO, "power on": MODE_ON, "filament drying": MODE_DRYING}
 _ON_OFF = {"ON": True, "OFF": False}
-# Sensor-status fields as the v1.0.3 web UI reads them, in case v1.0.4 sends them.
-_SENSOR_CODES = {1: "short circuit", 2: "open circuit"}
-_SENSOR_FIELDS = {"warehouse_sensor_status": "chamber_sensor", "ptc_sensor_status": "ptc_sensor"}
 
 
 class StockMqttProtocol:
@@ -106,18 +104,8 @@ class StockMqttProtocol:
 
 
 def _decode_state(state: Mapping[str, Any], report: DeviceReport) -> None:
-    if "chamber_temp" in state:
-        value = plausible_temperature(state["chamber_temp"])
-        if value is None:
-            report.rejected_fields.append("chamber_temp")
-        else:
-            report.chamber_temp = value
-    if "ptc_temp" in state:
-        value = plausible_temperature(state["ptc_temp"])
-        if value is None:
-            report.rejected_fields.append("ptc_temp")
-        else:
-            report.ptc_temp = value
+    report.chamber_temp = read_temperature(state, "chamber_temp", report)
+    report.ptc_temp = read_temperature(state, "ptc_temp", report)
     work_on = _on_off(state, "work_on", report)
     drying = _on_off(state, "drying_running", report)
     if "mode" in state:
@@ -144,7 +132,8 @@ def _decode_state(state: Mapping[str, Any], report: DeviceReport) -> None:
             report.rejected_fields.append("drying_remaining_min")
         else:
             report.drying_remaining_s = minutes * 60.0
-    _decode_faults(state, report)
+    # Sensor-status codes as the WebSocket snapshot carries them, if v1.0.4 sends them.
+    decode_faults(state, report)
 
 
 def _on_off(state: Mapping[str, Any], key: str, report: DeviceReport) -> bool | None:
@@ -157,30 +146,3 @@ def _on_off(state: Mapping[str, Any], key: str, report: DeviceReport) -> bool | 
         return _ON_OFF[value.upper()]
     report.rejected_fields.append(key)
     return None
-
-
-def _decode_faults(state: Mapping[str, Any], report: DeviceReport) -> None:
-    faults: dict[str, str] = {}
-    seen = False
-    for key, name in _SENSOR_FIELDS.items():
-        if key not in state:
-            continue
-        seen = True
-        code = as_number(state[key])
-        if code is None:
-            report.rejected_fields.append(key)
-        elif code:
-            faults[name] = _SENSOR_CODES.get(int(code), "fault code %d" % int(code))
-    if "ptc_heater_status" in state:
-        seen = True
-        code = as_number(state["ptc_heater_status"])
-        if code is None:
-            report.rejected_fields.append("ptc_heater_status")
-        elif code:
-            faults["ptc_heater"] = "abnormal (code %d)" % int(code)
-    if seen:
-        report.faults = faults
-    if "chamber_sensor" in faults:
-        report.chamber_temp = None
-    if "ptc_sensor" in faults:
-        report.ptc_temp = None

@@ -29,7 +29,7 @@ from .model import (
     FrameError,
     as_number,
     device_degrees,
-    plausible_temperature,
+    read_temperature,
 )
 
 #: Larger frames are not something this device sends; they are dropped unread.
@@ -119,19 +119,13 @@ def _decode_settings(
     settings: Mapping[str, Any], version: tuple[int, int, int], report: DeviceReport
 ) -> None:
     for key in _TEMPERATURE_KEYS:
-        if key in settings:
-            value = plausible_temperature(settings[key])
-            if value is None:
-                report.rejected_fields.append(key)
-            elif report.chamber_temp is None:
-                report.chamber_temp = value
+        value = read_temperature(settings, key, report)
+        if report.chamber_temp is None:
+            report.chamber_temp = value
     for key in _PTC_KEYS:
-        if key in settings:
-            value = plausible_temperature(settings[key])
-            if value is None:
-                report.rejected_fields.append(key)
-            elif report.ptc_temp is None:
-                report.ptc_temp = value
+        value = read_temperature(settings, key, report)
+        if report.ptc_temp is None:
+            report.ptc_temp = value
     if "work_on" in settings:
         work_on = settings["work_on"]
         # Snapshots show 0/1 or a boolean; both mean the same when read.
@@ -156,7 +150,7 @@ def _decode_settings(
             elif report.device_target is None:
                 report.device_target = number
     _decode_drying(settings, report)
-    _decode_faults(settings, report)
+    decode_faults(settings, report)
 
 
 def _decode_drying(settings: Mapping[str, Any], report: DeviceReport) -> None:
@@ -174,7 +168,8 @@ def _decode_drying(settings: Mapping[str, Any], report: DeviceReport) -> None:
             report.drying_remaining_s = minutes * 60.0
 
 
-def _decode_faults(settings: Mapping[str, Any], report: DeviceReport) -> None:
+def decode_faults(settings: Mapping[str, Any], report: DeviceReport) -> None:
+    """Sensor and heater status codes, the same on WebSocket and v1.0.4 MQTT."""
     faults: dict[str, str] = {}
     seen = False
     for key, name in _SENSOR_FIELDS.items():

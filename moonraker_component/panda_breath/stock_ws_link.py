@@ -49,22 +49,18 @@ class StockWebSocketLink(DeviceLink):
         silence_timeout: float,
         backoff: Backoff,
     ) -> None:
-        super().__init__(listener)
-        self.name = name
+        super().__init__(listener, name)
         self.host = host
         self.port = port
         self.connect_timeout = connect_timeout
         self.silence_timeout = silence_timeout
         self.backoff = backoff
         self.address: str | None = None
-        self.connections = 0
         self.version = stock_ws.DEFAULT_VERSION
         self.version_known = False
         self._ws: tornado_ws.WebSocketClientConnection | None = None
         self._closing = False
         self._written: dict[str, Any] = {}
-        self._pending_writes: list[asyncio.Future[Any]] = []
-        self._logged_errors: set[str] = set()
 
     # Session loop ------------------------------------------------------------
 
@@ -103,9 +99,7 @@ class StockWebSocketLink(DeviceLink):
         self._written = {}
         self.connected_since = time.monotonic()
         self.last_error = None
-        self._logged_errors.clear()
-        self.connections += 1
-        self.reconnects = self.connections - 1
+        self._note_connected()
         logging.info("panda_breath [%s]: connected to %s:%d", self.name, self.address, self.port)
         self._set_state(LINK_CONNECTED)
         self.listener.on_link_up()
@@ -166,22 +160,9 @@ class StockWebSocketLink(DeviceLink):
             except tornado_ws.WebSocketClosedError:
                 return False
             self._written[key] = value
-            self._track(future)
+            # A failed write surfaces as a closed connection in the read loop.
+            self._track_write(future)
         return True
-
-    def _track(self, future: Any) -> None:
-        fut = asyncio.ensure_future(future)
-        # Failures surface as a closed connection in the read loop.
-        fut.add_done_callback(lambda f: f.cancelled() or f.exception())
-        self._pending_writes = [f for f in self._pending_writes if not f.done()]
-        self._pending_writes.append(fut)
-
-    async def flush(self, timeout: float) -> bool:
-        pending = [f for f in self._pending_writes if not f.done()]
-        if not pending:
-            return True
-        done, not_done = await asyncio.wait(pending, timeout=timeout)
-        return not not_done
 
     async def close(self) -> None:
         self._closing = True
@@ -195,12 +176,6 @@ class StockWebSocketLink(DeviceLink):
         self.last_error = message
         self._log_once(message)
         self.listener.on_link_changed()
-
-    def _log_once(self, message: str) -> None:
-        """Log each distinct problem once per connection, not once per retry."""
-        if message not in self._logged_errors:
-            self._logged_errors.add(message)
-            logging.info("panda_breath [%s]: %s", self.name, message)
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
