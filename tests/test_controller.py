@@ -45,11 +45,16 @@ class NullRelay:
         self.readings.append(report.chamber_temp)
 
 
-def make_controller(max_target: float = 60.0) -> tuple[DeviceController, RecordingLink, NullRelay]:
+def make_controller(
+    max_target: float = 60.0, klipper_spoke: bool = True
+) -> tuple[DeviceController, RecordingLink, NullRelay]:
+    """A controller on a recording link; by default Klipper has already said "target 0"."""
     relay = NullRelay()
     controller = DeviceController("dev", "chamber", max_target, relay, lambda: None)
     link = RecordingLink(controller)
     controller.link = link
+    if klipper_spoke:
+        controller.adopt_klipper_target(0.0, None)
     return controller, link, relay
 
 
@@ -135,3 +140,27 @@ async def test_force_off_always_writes_even_when_target_is_already_zero() -> Non
     controller.force_off("Klipper shutdown")
     assert link.sent == [(0.0, True)]
     assert controller.last_event == "off: Klipper shutdown"
+
+
+async def test_after_a_moonraker_restart_a_heating_device_waits_for_klippers_word() -> None:
+    # Moonraker restarted mid-print: the device heats as Klipper asked, but
+    # the component does not know Klipper's target yet.
+    controller, link, _ = make_controller(klipper_spoke=False)
+    link.connect(controller, DeviceReport(snapshot=True, work_on=True, mode="on",
+                                          device_target=45.0))
+    await asyncio.sleep(SNAPSHOT_WAIT_S + 0.1)
+    assert link.sent == []  # no OFF on a guess
+    controller.adopt_klipper_target(45.0, None)  # the status subscription answers
+    assert link.sent == [(45.0, True)]
+    assert controller.uncommanded_heating_events == 0
+
+
+async def test_without_a_word_from_klipper_the_target_counts_as_zero() -> None:
+    controller, link, _ = make_controller(klipper_spoke=False)
+    link.connect(controller, DeviceReport(snapshot=True, work_on=True, mode="on"))
+    assert link.sent == []
+    controller.assume_off_if_unknown()  # the start-up grace is over
+    assert link.sent == [(0.0, True)]
+    assert controller.uncommanded_heating_events == 1
+    controller.assume_off_if_unknown()  # only once
+    assert link.sent == [(0.0, True)]

@@ -251,3 +251,25 @@ def test_refusing_device_is_retried_with_backoff_not_a_storm(make_stack) -> None
     state = stack.wait_sim(lambda s: s["clients"] == 1 and not s["refusing"], timeout=3.0,
                            what="reconnected after the refusal")
     assert state["clients"] == 1
+
+
+def test_moonraker_crash_and_restart_keeps_klippers_heat_without_a_false_off(make_stack) -> None:
+    stack: Stack = make_stack()
+    stack.moonraker.gcode(SET_45)
+    stack.wait_sim(heating_at(45))
+    proc = stack.moonraker.proc
+    assert proc is not None
+    proc.kill()  # no clean stop, so no OFF: the device keeps heating as Klipper wants
+    proc.wait(5)
+    stack.moonraker.proc = None
+    restarted_at = time.time()
+    stack.moonraker.start()
+    stack.moonraker.wait_component_ready()
+    time.sleep(1.0)
+    state = stack.sim.state()
+    writes = [f["payload"].get("settings", {}) for f in state["recent_frames"]
+              if f["time"] > restarted_at and isinstance(f.get("payload"), dict)]
+    assert {"work_on": False} not in writes  # never switched off on a guess
+    assert heating_at(45)(state)
+    device = stack.device()
+    assert device["target"] == 45.0 and device["uncommanded_heating_events"] == 0

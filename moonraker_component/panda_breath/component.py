@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from .backoff import Backoff
 from .config import MQTT_FIRMWARES, DeviceConfig, read_device_config
-from .controller import DeviceController
+from .controller import KLIPPER_GRACE_S, DeviceController
 from .esphome_mqtt import EsphomeMqttProtocol
 from .klippy_relay import KlippyRelay
 from .link import DeviceLink
@@ -167,6 +167,11 @@ class PandaBreath:
         self.relay.klippy_apis = self.server.lookup_component("klippy_apis")
         for device in self.devices.values():
             device.task = self.eventloop.create_task(self._run_link(device))
+        self.eventloop.delay_callback(KLIPPER_GRACE_S, self._end_startup_grace)
+
+    def _end_startup_grace(self) -> None:
+        for device in self.devices.values():
+            device.controller.assume_off_if_unknown()
 
     async def _run_link(self, device: PandaBreathDevice) -> None:
         try:

@@ -5,7 +5,10 @@ Klipper's target is the truth.  The controller:
 * writes the target when it changes, coalescing bursts (at most one heating
   write per ``COALESCE_S``) while an OFF always goes out at once;
 * resends the whole desired state after every (re)connect, once the
-  connect snapshot has told it the firmware version;
+  connect snapshot has told it the firmware version and Klipper has told
+  it the target (until Klipper speaks, a device heating after a Moonraker
+  restart may be doing exactly what Klipper wants; after
+  ``KLIPPER_GRACE_S`` without a word the target counts as 0);
 * switches off a device that reports heating while Klipper's target is 0
   (the stock firmware resumes heating from flash after a power cycle), and
   reports it;
@@ -22,7 +25,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .link import DeviceLink
-from .model import DeviceReport, clamp_target
+from .model import MODE_STANDBY, DeviceReport, clamp_target
 
 #: Heating writes closer together than this are merged into one (the latest).
 COALESCE_S = 0.1
@@ -30,6 +33,8 @@ COALESCE_S = 0.1
 SNAPSHOT_WAIT_S = 2.0
 #: A device that keeps contradicting us is rewritten at most this often.
 REASSERT_INTERVAL_S = 5.0
+#: How long after start-up an unknown Klipper target is waited for before it counts as 0.
+KLIPPER_GRACE_S = 10.0
 
 
 class TemperatureRelay(Protocol):
@@ -60,6 +65,8 @@ class DeviceController:
         #: Bumped on every change of ``target``, so a stale reply never overrides it.
         self.target_version = 0
         self.target_source = "startup"
+        #: False until Klipper (or a safety event) has said what it wants.
+        self.target_known = False
         # What the device last told us.
         self.chamber_temp: float | None = None
         self.ptc_temp: float | None = None
@@ -74,6 +81,8 @@ class DeviceController:
         self.last_event: str | None = None
         # Write pacing.
         self._synced_since_connect = False
+        #: The device said something on this connection (or we gave up waiting).
+        self._device_heard = False
         self._last_heat_write = 0.0
         self._last_reassert = 0.0
         self._trailing: asyncio.TimerHandle | None = None
@@ -83,6 +92,8 @@ class DeviceController:
 
     def set_target(self, target: float, source: str) -> float:
         """Klipper (or a safety event) wants ``target``; returns the clamped value."""
+        first_word = not self.target_known
+        self.target_known = True
         self.requested_target = target
         clamped = clamp_target(target, self.max_target)
         if clamped != target and target > 0:
@@ -95,6 +106,8 @@ class DeviceController:
             self.target_version += 1
             self._write_desired(resend_all=False)
             self.on_status_changed()
+        if first_word:
+            self._try_sync()
         return clamped
 
     def adopt_klipper_target(self, target: Any, seen_version: int | None) -> None:
@@ -103,7 +116,8 @@ class DeviceController:
             return
         if seen_version is not None and seen_version != self.target_version:
             return  # a newer change crossed this reply; it wins
-        if clamp_target(float(target), self.max_target) != self.target:
+        clamped = clamp_target(float(target), self.max_target)
+        if not self.target_known or clamped != self.target:
             self.set_target(float(target), "klipper status")
 
     def force_off(self, reason: str) -> None:
@@ -111,24 +125,34 @@ class DeviceController:
         if self.target > 0 or self.is_device_heating():
             logging.info("panda_breath [%s]: switching off (%s)", self.name, reason)
         self.last_event = "off: %s" % reason
+        self.target_known = True
         self.requested_target = 0.0
         self.target_source = reason
         if self.target != 0.0:
             self.target = 0.0
             self.target_version += 1
         # Always write: the device may be heating on its own.
-        self._write_desired(resend_all=True)
+        if self._synced_since_connect:
+            self._write_desired(resend_all=True)
+        else:
+            self._try_sync()
         self.on_status_changed()
+
+    def assume_off_if_unknown(self) -> None:
+        """The start-up grace is over and Klipper never said a target: it is 0."""
+        if not self.target_known:
+            self.force_off("no target from Klipper %.0f s after start-up" % KLIPPER_GRACE_S)
 
     # LinkListener ------------------------------------------------------------
 
     def on_link_up(self) -> None:
         self._synced_since_connect = False
+        self._device_heard = False
         loop = asyncio.get_running_loop()
         self._cancel(self._snapshot_timer)
         # Wait for the snapshot (it names the firmware version and its real
         # on/off state); write blind only if it does not come.
-        self._snapshot_timer = loop.call_later(SNAPSHOT_WAIT_S, self._sync_after_connect)
+        self._snapshot_timer = loop.call_later(SNAPSHOT_WAIT_S, self._snapshot_wait_over)
         self.on_status_changed()
 
     def on_link_down(self, reason: str) -> None:
@@ -143,7 +167,8 @@ class DeviceController:
     def on_report(self, report: DeviceReport) -> None:
         changed = self._absorb(report)
         if not self._synced_since_connect:
-            self._sync_after_connect(report)
+            self._device_heard = True
+            self._try_sync()
         else:
             self._reconcile(report)
         if report.chamber_temp is not None:
@@ -158,7 +183,8 @@ class DeviceController:
         return 0.0 if self.faults else self.target
 
     def is_device_heating(self) -> bool:
-        return bool(self.heater_on) or bool(self.work_on and self.mode not in (None, "standby"))
+        """Whether the device, as last reported, heats or may heat on its own."""
+        return bool(self.heater_on) or bool(self.work_on and self.mode != MODE_STANDBY)
 
     def _absorb(self, report: DeviceReport) -> bool:
         before = self._observed()
@@ -201,12 +227,20 @@ class DeviceController:
             self.heater_on, self.drying_remaining_s, self.online, tuple(sorted(self.faults)),
         )
 
-    def _sync_after_connect(self, report: DeviceReport | None = None) -> None:
-        self._cancel(self._snapshot_timer)
+    def _snapshot_wait_over(self) -> None:
+        self._device_heard = True
+        self._try_sync()
+
+    def _try_sync(self) -> None:
+        """Once per connection, write the whole desired state: when the device
+        has spoken (its snapshot, or the wait for it is over) and Klipper has."""
         if self._synced_since_connect or self.link is None or not self.link.is_up():
             return
+        if not (self._device_heard and self.target_known):
+            return
+        self._cancel(self._snapshot_timer)
         self._synced_since_connect = True
-        if report is not None and self.effective_target() == 0 and report.is_heating_enabled():
+        if self.effective_target() == 0 and self.is_device_heating():
             self._note_uncommanded_heating()
         self._write_desired(resend_all=True)
 
