@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from testbed import ROOT, wait_until
+from testbed.configs import base_printer_cfg
 from testbed.klippy import Klippy, KlippyAPIClient, KlippyError
 
 SET_TARGET = "panda_breath_set_target"
@@ -35,27 +36,8 @@ STALE_HINT = "is the [panda_breath] Moonraker component running and connected to
 
 
 def printer_cfg(workdir: Path, heaters: str) -> str:
-    """A printer.cfg with no MCU-backed objects plus what Moonraker expects."""
-    gcodes = workdir / "gcodes"
-    gcodes.mkdir(parents=True, exist_ok=True)
-    return f"""
-[mcu]
-serial: /dev/null
-
-[printer]
-kinematics: none
-max_velocity: 100
-max_accel: 100
-
-[virtual_sdcard]
-path: {gcodes}
-
-[pause_resume]
-
-[display_status]
-
-{heaters}
-"""
+    """The shared test printer.cfg (no MCU-backed objects) with these heater sections."""
+    return base_printer_cfg(workdir / "gcodes", heaters)
 
 
 MAIN_HEATERS = """

@@ -33,7 +33,7 @@ from .model import (
     read_temperature,
 )
 from .mqtt_common import Publish, parse_availability, payload_text
-from .stock_ws import decode_faults
+from .stock_ws import decode_drying, decode_faults
 
 DEFAULT_PREFIX = "panda_breath"
 
@@ -126,12 +126,7 @@ def _decode_state(state: Mapping[str, Any], report: DeviceReport) -> None:
             report.rejected_fields.append("target_temp")
         else:
             report.device_target = number
-    if "drying_remaining_min" in state:
-        minutes = as_number(state["drying_remaining_min"])
-        if minutes is None or minutes < 0:
-            report.rejected_fields.append("drying_remaining_min")
-        else:
-            report.drying_remaining_s = minutes * 60.0
+    decode_drying(state, report)
     # Sensor-status codes as the WebSocket snapshot carries them, if v1.0.4 sends them.
     decode_faults(state, report)
 

@@ -149,11 +149,12 @@ def _decode_settings(
                 report.rejected_fields.append(key)
             elif report.device_target is None:
                 report.device_target = number
-    _decode_drying(settings, report)
+    decode_drying(settings, report)
     decode_faults(settings, report)
 
 
-def _decode_drying(settings: Mapping[str, Any], report: DeviceReport) -> None:
+def decode_drying(settings: Mapping[str, Any], report: DeviceReport) -> None:
+    """The drying countdown: seconds in snapshots, minutes in v1.0.4's HA names."""
     if "remaining_seconds" in settings:
         seconds = as_number(settings["remaining_seconds"])
         if seconds is None or seconds < 0:

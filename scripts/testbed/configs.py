@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 # What real Moonraker wants from Klipper (virtual_sdcard, pause_resume,
-# display_status), a toolhead with no kinematics, and our heater.
-PRINTER_CFG = """\
+# display_status) and a toolhead with no kinematics: no MCU-backed objects.
+BASE_PRINTER_CFG = """\
 [mcu]
 serial: /dev/null
 
@@ -22,7 +22,9 @@ path: {gcodes}
 [pause_resume]
 
 [display_status]
+"""
 
+HEATER_SECTION = """\
 [heater_panda_breath {heater}]
 min_temp: 0
 max_temp: {max_temp}
@@ -30,15 +32,19 @@ stale_timeout: {stale_timeout}
 """
 
 
+def base_printer_cfg(gcodes: Path, extra: str = "") -> str:
+    """The printer.cfg every test klippy runs, plus ``extra`` sections."""
+    gcodes.mkdir(parents=True, exist_ok=True)
+    return BASE_PRINTER_CFG.format(gcodes=gcodes) + ("\n" + extra if extra else "")
+
+
 def printer_cfg(
     gcodes: Path, heater: str = "chamber", max_temp: float = 60,
     stale_timeout: float = 30.0, extra: str = "",
 ) -> str:
-    gcodes.mkdir(parents=True, exist_ok=True)
-    text = PRINTER_CFG.format(
-        gcodes=gcodes, heater=heater, max_temp=max_temp, stale_timeout=stale_timeout
-    )
-    return text + ("\n" + extra if extra else "")
+    """The base printer.cfg with one [heater_panda_breath] section."""
+    section = HEATER_SECTION.format(heater=heater, max_temp=max_temp, stale_timeout=stale_timeout)
+    return base_printer_cfg(gcodes, section + ("\n" + extra if extra else ""))
 
 
 def panda_section(
