@@ -87,6 +87,16 @@ stale_timeout: 2
 # -- fixtures -------------------------------------------------------------------
 
 
+def reset_to_ready(klippy: Klippy, script: str) -> None:
+    """Bring a shared klippy back to ready after a test, then run ``script`` (targets to 0)."""
+    info = klippy.wait_state(["ready", "shutdown", "error"], timeout=5)
+    if info["state"] != "ready":
+        klippy.restart("FIRMWARE_RESTART")
+    with klippy.client() as client:
+        client.register_remote_method(SET_TARGET)  # so forward_error is cleared too
+        client.gcode(script)
+
+
 @pytest.fixture(scope="module")
 def main_klippy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Klippy]:
     workdir = tmp_path_factory.mktemp("klippy-main")
@@ -100,12 +110,7 @@ def main_klippy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Klippy]:
 def klippy(main_klippy: Klippy) -> Iterator[Klippy]:
     """The shared klippy, brought back to ready with all targets 0 after each test."""
     yield main_klippy
-    info = main_klippy.wait_state(["ready", "shutdown", "error"], timeout=5)
-    if info["state"] != "ready":
-        main_klippy.restart("FIRMWARE_RESTART")
-    with main_klippy.client() as client:
-        client.register_remote_method(SET_TARGET)  # so forward_error is cleared too
-        client.gcode("TURN_OFF_HEATERS")
+    reset_to_ready(main_klippy, "TURN_OFF_HEATERS")
 
 
 @pytest.fixture
@@ -130,12 +135,7 @@ def sim_klippy_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kli
 def sim_klippy(sim_klippy_process: Klippy) -> Iterator[Klippy]:
     """klippy in normal mode on the stand-in MCU, reset to ready with targets 0 after use."""
     yield sim_klippy_process
-    info = sim_klippy_process.wait_state(["ready", "shutdown", "error"], timeout=5)
-    if info["state"] != "ready":
-        sim_klippy_process.restart("FIRMWARE_RESTART")
-    with sim_klippy_process.client() as client:
-        client.register_remote_method(SET_TARGET)
-        client.gcode("TURN_OFF_HEATERS\nSET_IDLE_TIMEOUT TIMEOUT=600")
+    reset_to_ready(sim_klippy_process, "TURN_OFF_HEATERS\nSET_IDLE_TIMEOUT TIMEOUT=600")
 
 
 @pytest.fixture
