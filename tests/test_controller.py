@@ -10,7 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from panda_breath.controller import COALESCE_S, SNAPSHOT_WAIT_S, DeviceController
+from panda_breath.controller import (
+    COALESCE_S,
+    CORRECTION_INTERVAL_S,
+    SNAPSHOT_WAIT_S,
+    DeviceController,
+)
 from panda_breath.link import LINK_CONNECTED, DeviceLink
 from panda_breath.model import DeviceReport
 
@@ -18,7 +23,7 @@ from panda_breath.model import DeviceReport
 class RecordingLink(DeviceLink):
     def __init__(self, listener: Any) -> None:
         super().__init__(listener, "recording")
-        self.sent: list[tuple[float, bool]] = []
+        self.sent: list[float] = []
 
     async def run(self) -> None:  # pragma: no cover - not used
         pass
@@ -26,8 +31,8 @@ class RecordingLink(DeviceLink):
     async def close(self) -> None:  # pragma: no cover - not used
         pass
 
-    def send_target(self, target: float, resend_all: bool) -> bool:
-        self.sent.append((target, resend_all))
+    def send_target(self, target: float) -> bool:
+        self.sent.append(target)
         return True
 
     def connect(self, controller: DeviceController, snapshot: DeviceReport | None) -> None:
@@ -63,7 +68,7 @@ async def test_desired_state_is_sent_after_the_snapshot() -> None:
     controller.set_target(45.0, "klipper")
     assert link.sent == []  # link down: nothing to send yet
     link.connect(controller, DeviceReport(snapshot=True, work_on=False, chamber_temp=25.0))
-    assert link.sent == [(45.0, True)]
+    assert link.sent == [45.0]
 
 
 async def test_without_a_snapshot_the_state_is_sent_after_a_wait() -> None:
@@ -72,13 +77,13 @@ async def test_without_a_snapshot_the_state_is_sent_after_a_wait() -> None:
     link.connect(controller, None)
     assert link.sent == []
     await asyncio.sleep(SNAPSHOT_WAIT_S + 0.1)
-    assert link.sent == [(40.0, True)]
+    assert link.sent == [40.0]
 
 
 async def test_uncommanded_heating_in_snapshot_is_switched_off_and_counted() -> None:
     controller, link, _ = make_controller()
     link.connect(controller, DeviceReport(snapshot=True, work_on=True, mode="on"))
-    assert link.sent == [(0.0, True)]
+    assert link.sent == [0.0]
     assert controller.uncommanded_heating_events == 1
     assert controller.last_event == "uncommanded heating switched off"
 
@@ -89,15 +94,15 @@ async def test_rapid_changes_coalesce_but_off_goes_out_at_once() -> None:
     link.sent.clear()
     for target in (40.0, 41.0, 42.0, 43.0):
         controller.set_target(target, "klipper")
-    assert link.sent == [(40.0, False)]  # the first goes at once, the rest wait
+    assert link.sent == [40.0]  # the first goes at once, the rest wait
     controller.set_target(0.0, "klipper")
-    assert link.sent == [(40.0, False), (0.0, False)]  # OFF is not queued behind ON
+    assert link.sent == [40.0, 0.0]  # OFF is not queued behind ON
     await asyncio.sleep(COALESCE_S * 2)
-    assert link.sent == [(40.0, False), (0.0, False)]  # the stale ON never follows
+    assert link.sent == [40.0, 0.0]  # the stale ON never follows
     controller.set_target(44.0, "klipper")
     controller.set_target(46.0, "klipper")
     await asyncio.sleep(COALESCE_S * 2)
-    assert link.sent[2:] == [(44.0, False), (46.0, False)]  # leading write, then the latest
+    assert link.sent[2:] == [44.0, 46.0]  # leading write, then the latest
 
 
 async def test_targets_are_clamped_to_the_device_and_heater_limits() -> None:
@@ -115,10 +120,10 @@ async def test_sensor_fault_keeps_the_device_off_until_it_clears() -> None:
     controller.set_target(45.0, "klipper")
     link.sent.clear()
     controller.on_report(DeviceReport(faults={"chamber_sensor": "open circuit"}))
-    assert link.sent[-1] == (0.0, True)
+    assert link.sent[-1] == 0.0
     assert relay.readings == []  # no reading goes to Klipper, so its stale check acts
     controller.on_report(DeviceReport(faults={}, chamber_temp=30.0))
-    assert link.sent[-1] == (45.0, True)
+    assert link.sent[-1] == 45.0
     assert relay.readings == [30.0]
 
 
@@ -138,7 +143,7 @@ async def test_force_off_always_writes_even_when_target_is_already_zero() -> Non
     link.connect(controller, DeviceReport(snapshot=True, work_on=False))
     link.sent.clear()
     controller.force_off("Klipper shutdown")
-    assert link.sent == [(0.0, True)]
+    assert link.sent == [0.0]
     assert controller.last_event == "off: Klipper shutdown"
 
 
@@ -151,7 +156,7 @@ async def test_after_a_moonraker_restart_a_heating_device_waits_for_klippers_wor
     await asyncio.sleep(SNAPSHOT_WAIT_S + 0.1)
     assert link.sent == []  # no OFF on a guess
     controller.adopt_klipper_target(45.0, None)  # the status subscription answers
-    assert link.sent == [(45.0, True)]
+    assert link.sent == [45.0]
     assert controller.uncommanded_heating_events == 0
 
 
@@ -160,7 +165,73 @@ async def test_without_a_word_from_klipper_the_target_counts_as_zero() -> None:
     link.connect(controller, DeviceReport(snapshot=True, work_on=True, mode="on"))
     assert link.sent == []
     controller.assume_off_if_unknown()  # the start-up grace is over
-    assert link.sent == [(0.0, True)]
+    assert link.sent == [0.0]
     assert controller.uncommanded_heating_events == 1
     controller.assume_off_if_unknown()  # only once
-    assert link.sent == [(0.0, True)]
+    assert link.sent == [0.0]
+
+
+async def test_the_same_target_set_again_is_written_again() -> None:
+    # Heating at 45, switched off at the front panel (stock WS reports
+    # nothing): Klipper setting 45 again must reach the device.
+    controller, link, _ = make_controller()
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    link.sent.clear()
+    controller.set_target(45.0, "klipper")
+    await asyncio.sleep(COALESCE_S * 1.5)
+    controller.set_target(45.0, "klipper")
+    assert link.sent == [45.0, 45.0]
+
+
+async def test_a_link_without_settings_reports_gets_the_state_reasserted() -> None:
+    controller, link, _ = make_controller()
+    controller.reassert_interval = 0.2
+    link.reports_settings = False
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    controller.set_target(45.0, "klipper")
+    await asyncio.sleep(0.5)
+    assert link.sent[:3] == [0.0, 45.0, 45.0]
+    assert controller.reasserts >= 1
+    link.state = "disconnected"
+    controller.on_link_down("test")
+    count = len(link.sent)
+    await asyncio.sleep(0.5)
+    assert len(link.sent) == count  # nothing is re-asserted while the link is down
+
+
+async def test_a_link_that_reports_settings_is_not_reasserted() -> None:
+    controller, link, _ = make_controller()
+    controller.reassert_interval = 0.1
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    await asyncio.sleep(0.35)
+    assert link.sent == [0.0]
+
+
+async def test_a_change_at_the_device_is_undone_at_once_and_reported() -> None:
+    controller, link, _ = make_controller()
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    controller.set_target(45.0, "klipper")
+    link.sent.clear()
+    controller.on_report(DeviceReport(snapshot=True, work_on=True, mode="on", device_target=38.0))
+    assert link.sent == [45.0]
+    change = controller.last_outside_change
+    assert change is not None and change["changed"] == {"device_target": 38.0}
+    assert "while connected" in change["by"]
+    # A second contradiction within the pacing interval is delayed, not dropped.
+    controller.on_report(DeviceReport(snapshot=True, work_on=False, mode="on",
+                                      device_target=45.0))
+    assert link.sent == [45.0]
+    await asyncio.sleep(CORRECTION_INTERVAL_S + 0.1)
+    assert link.sent == [45.0, 45.0]
+    assert controller.outside_changes == 2
+
+
+async def test_a_state_found_on_reconnect_is_reported_as_such() -> None:
+    controller, link, _ = make_controller()
+    controller.set_target(45.0, "klipper")
+    link.connect(controller, DeviceReport(snapshot=True, work_on=True, mode="on",
+                                          device_target=30.0))
+    assert link.sent == [45.0]
+    change = controller.last_outside_change
+    assert change is not None and change["changed"] == {"device_target": 30.0}
+    assert "(re)connecting" in change["by"]

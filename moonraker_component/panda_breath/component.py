@@ -23,6 +23,7 @@ from .link import DeviceLink
 from .mqtt_link import MqttDeviceLink
 from .stock_mqtt import StockMqttProtocol
 from .stock_ws_link import StockWebSocketLink
+from .supervisor import LinkSupervisor
 
 if TYPE_CHECKING:
     from moonraker.common import WebRequest
@@ -36,12 +37,16 @@ EXIT_FLUSH_S = 1.5
 
 
 class PandaBreathDevice:
-    """One configured device: its controller, its link and the task running it."""
+    """One configured device: its controller, its link and the supervised task running it."""
 
-    def __init__(self, cfg: DeviceConfig, controller: DeviceController, link: DeviceLink) -> None:
+    def __init__(
+        self, cfg: DeviceConfig, controller: DeviceController, link: DeviceLink,
+        supervisor: LinkSupervisor,
+    ) -> None:
         self.cfg = cfg
         self.controller = controller
         self.link = link
+        self.supervisor = supervisor
         self.task: asyncio.Task[None] | None = None
 
 
@@ -65,6 +70,10 @@ class PandaBreath:
         self.server.register_endpoint(
             "/server/panda_breath/status", ["GET"], self._handle_status_request
         )
+        # Only with Moonraker's -g: lets the fault suite prove a failed link recovers.
+        register_debug = getattr(self.server, "register_debug_endpoint", None)
+        if register_debug is not None:
+            register_debug("/debug/panda_breath/fail_link", ["POST"], self._handle_fail_link)
         self.server.register_notification(STATUS_EVENT)
         self.server.register_remote_method("panda_breath_set_target", self._on_set_target)
         self.server.register_event_handler("server:klippy_ready", self._on_klippy_ready)
@@ -89,12 +98,17 @@ class PandaBreath:
             )
             return
         controller = DeviceController(
-            cfg.name, cfg.heater, cfg.device_max_temp, self.relay, self._schedule_notify
+            cfg.name, cfg.heater, cfg.device_max_temp, self.relay, self._schedule_notify,
+            reassert_interval=cfg.reassert_interval,
         )
         link = self._make_link(cfg, controller)
         controller.link = link
         self.relay.attach(controller)
-        self.devices[cfg.name] = PandaBreathDevice(cfg, controller, link)
+        supervisor = LinkSupervisor(
+            link, Backoff(first=0.25, cap=cfg.reconnect_max_delay),
+            lambda failure: self._on_link_failure(cfg, failure),
+        )
+        self.devices[cfg.name] = PandaBreathDevice(cfg, controller, link, supervisor)
 
     def _make_link(self, cfg: DeviceConfig, controller: DeviceController) -> DeviceLink:
         if cfg.firmware == "stock":
@@ -166,20 +180,22 @@ class PandaBreath:
     async def component_init(self) -> None:
         self.relay.klippy_apis = self.server.lookup_component("klippy_apis")
         for device in self.devices.values():
-            device.task = self.eventloop.create_task(self._run_link(device))
+            device.task = self.eventloop.create_task(device.supervisor.run())
         self.eventloop.delay_callback(KLIPPER_GRACE_S, self._end_startup_grace)
 
     def _end_startup_grace(self) -> None:
         for device in self.devices.values():
             device.controller.assume_off_if_unknown()
 
-    async def _run_link(self, device: PandaBreathDevice) -> None:
-        try:
-            await device.link.run()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logging.exception("panda_breath [%s]: link task failed", device.cfg.name)
+    def _on_link_failure(self, cfg: DeviceConfig, failure: str) -> None:
+        """A bug of ours stopped the link; it restarts, and the owner is told."""
+        self.server.add_warning(
+            f"[{cfg.section}]: the device link stopped on an internal error ({failure}) and "
+            "was restarted; the desired state is resent on reconnect. Please report this "
+            "with moonraker.log.",
+            warn_id=f"panda_breath_link_{cfg.name}",
+        )
+        self._schedule_notify()
 
     async def on_exit(self) -> None:
         """Moonraker is stopping: the device goes off while the socket is still open."""
@@ -195,6 +211,7 @@ class PandaBreath:
         if self._notify_handle is not None:
             self._notify_handle.cancel()
         for device in self.devices.values():
+            device.supervisor.stop()
             await device.link.close()
         tasks = [d.task for d in self.devices.values() if d.task is not None]
         if tasks:
@@ -238,11 +255,20 @@ class PandaBreath:
                 info["host"] = device.cfg.host
                 info["port"] = device.cfg.port
             info.update(self.relay.describe(device.cfg.heater))
+            info["link_failures"] = device.supervisor.failures
+            info["last_link_failure"] = device.supervisor.last_failure
             devices[name] = info
         return {"devices": devices}
 
     async def _handle_status_request(self, web_request: WebRequest) -> dict[str, Any]:
         return self.status()
+
+    async def _handle_fail_link(self, web_request: WebRequest) -> dict[str, Any]:
+        name = web_request.get_str("name", next(iter(self.devices), ""))
+        device = self.devices.get(name)
+        if device is None:
+            raise self.server.error(f"no panda_breath device named '{name}'", 404)
+        return {"name": name, "injected": device.supervisor.inject_failure()}
 
     def _schedule_notify(self) -> None:
         if self._notify_handle is not None or self._closing:

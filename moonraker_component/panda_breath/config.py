@@ -35,6 +35,7 @@ class DeviceConfig:
     connect_timeout: float = 5.0
     silence_timeout: float = 10.0
     reconnect_max_delay: float = 5.0
+    reassert_interval: float = 20.0
     # MQTT firmwares (stock_mqtt, esphome).
     topic_prefix: str | None = None
     device_id: str | None = None
@@ -121,6 +122,12 @@ def read_device_config(config: Any) -> DeviceConfig:
     )
     cfg.reconnect_max_delay = reader.read(
         config.getfloat, "reconnect_max_delay", 5.0, minval=0.5, maxval=300.0
+    )
+    # Stock WebSocket only: the device reports no settings changes, so the
+    # desired state is written again this often (a change at the device
+    # stands at most this long).
+    cfg.reassert_interval = reader.read(
+        config.getfloat, "reassert_interval", 20.0, minval=5.0, maxval=60.0
     )
     _read_mqtt_options(config, reader, cfg)
     return cfg

@@ -11,7 +11,11 @@ Klipper's target is the truth.  The controller:
   ``KLIPPER_GRACE_S`` without a word the target counts as 0);
 * switches off a device that reports heating while Klipper's target is 0
   (the stock firmware resumes heating from flash after a power cycle), and
-  reports it;
+  returns a device changed outside Klipper (front panel, web UI, Home
+  Assistant, a reboot) to Klipper's state, reporting what changed;
+* on a link whose device reports no settings (stock WebSocket), re-asserts
+  the desired state every ``reassert_interval`` seconds, since a change at
+  the device would otherwise stand until the next reconnect;
 * treats a device sensor fault as "must be off" until it clears;
 * relays every chamber reading to Klipper.
 """
@@ -25,16 +29,30 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from .link import DeviceLink
-from .model import MODE_STANDBY, DeviceReport, clamp_target
+from .model import MODE_ON, MODE_STANDBY, DeviceReport, clamp_target
 
 #: Heating writes closer together than this are merged into one (the latest).
 COALESCE_S = 0.1
 #: How long to wait for the connect snapshot before writing blind.
 SNAPSHOT_WAIT_S = 2.0
-#: A device that keeps contradicting us is rewritten at most this often.
-REASSERT_INTERVAL_S = 5.0
+#: A device that keeps contradicting us is rewritten at most this often
+#: (the corrective write is delayed, never dropped).
+CORRECTION_INTERVAL_S = 1.0
+#: Default period of the idempotent re-assert on links that report no settings.
+REASSERT_INTERVAL_S = 20.0
 #: How long after start-up an unknown Klipper target is waited for before it counts as 0.
 KLIPPER_GRACE_S = 10.0
+
+
+#: Who changed the device, as far as the bridge can tell.
+BY_DEVICE = (
+    "changed at the device while connected (front panel, its web UI, Home Assistant "
+    "or another client)"
+)
+BY_RECONNECT = (
+    "found on (re)connecting: changed while out of reach (a reboot or power cut, the "
+    "front panel, its web UI or another client)"
+)
 
 
 class TemperatureRelay(Protocol):
@@ -50,6 +68,7 @@ class DeviceController:
         max_target: float,
         relay: TemperatureRelay,
         on_status_changed: Callable[[], None],
+        reassert_interval: float = REASSERT_INTERVAL_S,
     ) -> None:
         self.name = name
         self.heater = heater
@@ -79,14 +98,24 @@ class DeviceController:
         self.online: bool | None = None
         self.uncommanded_heating_events = 0
         self.last_event: str | None = None
+        #: Changes made outside Klipper that were undone, and the latest one.
+        self.outside_changes = 0
+        self.last_outside_change: dict[str, Any] | None = None
+        #: Periodic re-asserts written (links that report no settings).
+        self.reasserts = 0
+        self.reassert_interval = reassert_interval
         # Write pacing.
         self._synced_since_connect = False
         #: The device said something on this connection (or we gave up waiting).
         self._device_heard = False
+        #: This connection's snapshot, while the first sync is pending.
+        self._snapshot: DeviceReport | None = None
         self._last_heat_write = 0.0
-        self._last_reassert = 0.0
+        self._last_correction = 0.0
         self._trailing: asyncio.TimerHandle | None = None
         self._snapshot_timer: asyncio.TimerHandle | None = None
+        self._correction_timer: asyncio.TimerHandle | None = None
+        self._reassert_timer: asyncio.TimerHandle | None = None
 
     # Inputs from Klipper -----------------------------------------------------
 
@@ -104,8 +133,10 @@ class DeviceController:
         if clamped != self.target:
             self.target = clamped
             self.target_version += 1
-            self._write_desired(resend_all=False)
             self.on_status_changed()
+        # Written even when unchanged: Klipper setting the same target again
+        # (after the device was switched off at its panel) must reach it.
+        self._write_desired(urgent=False)
         if first_word:
             self._try_sync()
         return clamped
@@ -133,7 +164,7 @@ class DeviceController:
             self.target_version += 1
         # Always write: the device may be heating on its own.
         if self._synced_since_connect:
-            self._write_desired(resend_all=True)
+            self._write_desired(urgent=True)
         else:
             self._try_sync()
         self.on_status_changed()
@@ -148,6 +179,7 @@ class DeviceController:
     def on_link_up(self) -> None:
         self._synced_since_connect = False
         self._device_heard = False
+        self._snapshot = None
         loop = asyncio.get_running_loop()
         self._cancel(self._snapshot_timer)
         # Wait for the snapshot (it names the firmware version and its real
@@ -156,8 +188,9 @@ class DeviceController:
         self.on_status_changed()
 
     def on_link_down(self, reason: str) -> None:
-        self._cancel(self._snapshot_timer)
-        self._cancel(self._trailing)
+        for handle in (self._snapshot_timer, self._trailing, self._correction_timer,
+                       self._reassert_timer):
+            self._cancel(handle)
         self._synced_since_connect = False
         self.on_status_changed()
 
@@ -168,6 +201,8 @@ class DeviceController:
         changed = self._absorb(report)
         if not self._synced_since_connect:
             self._device_heard = True
+            if report.snapshot:
+                self._snapshot = report
             self._try_sync()
         else:
             self._reconcile(report)
@@ -213,10 +248,8 @@ class DeviceController:
                 )
             fault_cleared = bool(self.faults) and not report.faults
             self.faults = dict(report.faults)
-            if report.faults:
-                self._write_desired(resend_all=True)
-            elif fault_cleared:
-                self._write_desired(resend_all=True)
+            if report.faults or fault_cleared:
+                self._write_desired(urgent=True)
         if report.chamber_temp is None and "chamber_sensor" in self.faults:
             self.chamber_temp = None
         return self._observed() != before
@@ -242,35 +275,87 @@ class DeviceController:
         self._synced_since_connect = True
         if self.effective_target() == 0 and self.is_device_heating():
             self._note_uncommanded_heating()
-        self._write_desired(resend_all=True)
+        elif self._snapshot is not None:
+            changed = self._differences(self._snapshot, self.effective_target())
+            if changed:
+                self._note_outside_change(changed, BY_RECONNECT)
+        self._snapshot = None
+        self._write_desired(urgent=True)
 
     def _reconcile(self, report: DeviceReport) -> None:
-        enabled = report.is_heating_enabled()
-        if enabled is None and report.heater_on is None:
-            return
         wanted = self.effective_target()
-        heating = bool(enabled) or bool(report.heater_on)
-        if wanted == 0 and heating:
-            self._note_uncommanded_heating()
-            self._write_desired(resend_all=True)
+        changed = self._differences(report, wanted)
+        if not changed:
             return
-        mismatch = wanted > 0 and (
-            enabled is False
-            or (report.mode is not None and report.mode != "on")
-            or (
-                report.device_target is not None
-                and abs(report.device_target - round(wanted)) >= 1
-            )
+        if wanted == 0:
+            self._note_uncommanded_heating()
+            self._write_desired(urgent=True)
+            return
+        self._note_outside_change(changed, BY_DEVICE)
+        self._schedule_correction()
+
+    @staticmethod
+    def _differences(report: DeviceReport, wanted: float) -> dict[str, Any]:
+        """What this report shows that contradicts ``wanted``: field -> device's value."""
+        changed: dict[str, Any] = {}
+        if wanted == 0:
+            if report.is_heating_enabled():
+                changed["work_on"] = True
+                if report.mode is not None:
+                    changed["mode"] = report.mode
+            if report.heater_on:
+                changed["heater_on"] = True
+            return changed
+        if report.work_on is False:
+            changed["work_on"] = False
+        if report.mode is not None and report.mode != MODE_ON:
+            changed["mode"] = report.mode
+        if report.device_target is not None and abs(report.device_target - round(wanted)) >= 1:
+            changed["device_target"] = report.device_target
+        return changed
+
+    def _note_outside_change(self, changed: dict[str, Any], by: str) -> None:
+        previous = self.last_outside_change
+        repeated = (
+            previous is not None and previous["changed"] == changed
+            and time.time() - previous["time"] < 60.0
         )
-        now = time.monotonic()
-        if mismatch and now - self._last_reassert >= REASSERT_INTERVAL_S:
-            self._last_reassert = now
-            self.last_event = "device state differed from Klipper's target; rewritten"
-            logging.info("panda_breath [%s]: %s", self.name, self.last_event)
-            self._write_desired(resend_all=True)
+        self.outside_changes += 1
+        self.last_outside_change = {
+            "time": time.time(),
+            "changed": changed,
+            "by": by,
+            "restored_target": self.effective_target(),
+        }
+        self.last_event = "device changed outside Klipper (%s); restored" % ", ".join(
+            "%s=%s" % item for item in sorted(changed.items())
+        )
+        if not repeated:  # a device that keeps fighting back is logged once a minute
+            logging.info("panda_breath [%s]: %s; %s", self.name, self.last_event, by)
+
+    def _schedule_correction(self) -> None:
+        """Rewrite the desired state now, or as soon as the pacing allows."""
+        if self._correction_timer is not None and not self._correction_timer.cancelled():
+            return  # one is already on its way
+        wait = self._last_correction + CORRECTION_INTERVAL_S - time.monotonic()
+        if wait <= 0:
+            self._correct()
+            return
+        self._correction_timer = asyncio.get_running_loop().call_later(wait, self._correct)
+
+    def _correct(self) -> None:
+        self._correction_timer = None
+        self._last_correction = time.monotonic()
+        self._write_desired(urgent=True)
 
     def _note_uncommanded_heating(self) -> None:
         self.uncommanded_heating_events += 1
+        self.last_outside_change = {
+            "time": time.time(),
+            "changed": {"work_on": True},
+            "by": BY_DEVICE if self._synced_since_connect else BY_RECONNECT,
+            "restored_target": 0.0,
+        }
         self.last_event = "uncommanded heating switched off"
         logging.warning(
             "panda_breath [%s]: device was heating while Klipper's target is 0 (saved "
@@ -279,14 +364,17 @@ class DeviceController:
             self.name,
         )
 
-    def _write_desired(self, resend_all: bool) -> None:
-        """Send the effective target now, or coalesce it into a trailing write."""
+    def _write_desired(self, urgent: bool) -> None:
+        """Send the effective target now, or coalesce it into a trailing write.
+
+        ``urgent`` writes (reconnect, safety, corrections) skip the coalescing.
+        """
         link = self.link
         if link is None or not link.is_up() or not self._synced_since_connect:
             return  # resent in full once the link is up and synced
         wanted = self.effective_target()
         self._cancel(self._trailing)
-        if wanted > 0 and not resend_all:
+        if wanted > 0 and not urgent:
             now = time.monotonic()
             wait = self._last_heat_write + COALESCE_S - now
             if wait > 0:
@@ -296,7 +384,23 @@ class DeviceController:
             self._last_heat_write = now
         elif wanted > 0:
             self._last_heat_write = time.monotonic()
-        link.send_target(wanted, resend_all)
+        if link.send_target(wanted) and not link.reports_settings:
+            self._schedule_reassert()
+
+    def _schedule_reassert(self) -> None:
+        self._cancel(self._reassert_timer)
+        self._reassert_timer = asyncio.get_running_loop().call_later(
+            self.reassert_interval, self._reassert
+        )
+
+    def _reassert(self) -> None:
+        """The device may have been changed where we cannot see it: write it again."""
+        self._reassert_timer = None
+        link = self.link
+        if link is None or not link.is_up() or not self._synced_since_connect:
+            return
+        self.reasserts += 1
+        self._write_desired(urgent=True)
 
     @staticmethod
     def _cancel(handle: asyncio.TimerHandle | None) -> None:
@@ -323,6 +427,9 @@ class DeviceController:
             "online": self.online,
             "uncommanded_heating_events": self.uncommanded_heating_events,
             "last_event": self.last_event,
+            "outside_changes": self.outside_changes,
+            "last_outside_change": self.last_outside_change,
+            "reasserts": self.reasserts,
         }
         if self.link is not None:
             info.update(self.link.describe())

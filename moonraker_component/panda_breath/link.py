@@ -21,6 +21,9 @@ LINK_CONNECTED = "connected"
 LINK_DISCONNECTED = "disconnected"
 LINK_CLOSED = "closed"
 
+#: The same problem is logged at most once per this many seconds, with a count.
+LOG_INTERVAL_S = 60.0
+
 
 class LinkListener(Protocol):
     def on_link_up(self) -> None:
@@ -39,6 +42,11 @@ class LinkListener(Protocol):
 class DeviceLink(abc.ABC):
     """Reconnecting session with one device; see the module docstring."""
 
+    #: Whether the device tells us its settings while connected.  Stock
+    #: firmware over WebSocket does not (only a new connection's snapshot
+    #: does), so the controller re-asserts the desired state periodically.
+    reports_settings = True
+
     def __init__(self, listener: LinkListener, name: str) -> None:
         self.listener = listener
         self.name = name
@@ -47,12 +55,15 @@ class DeviceLink(abc.ABC):
         self.reconnects = 0
         self.frames_received = 0
         self.frames_dropped = 0
+        #: Messages written to the device (the cost of keeping it in Klipper's state).
+        self.frames_sent = 0
         self.fields_rejected = 0
         self.last_error: str | None = None
         self.last_frame_time: float | None = None
         self.connected_since: float | None = None
         self._pending_writes: list[asyncio.Future[Any]] = []
-        self._logged: set[str] = set()
+        #: message -> (last time logged, occurrences since then)
+        self._logged: dict[str, tuple[float, int]] = {}
 
     @abc.abstractmethod
     async def run(self) -> None:
@@ -63,12 +74,20 @@ class DeviceLink(abc.ABC):
         """Stop for good, after ``flush`` has had its chance."""
 
     @abc.abstractmethod
-    def send_target(self, target: float, resend_all: bool) -> bool:
-        """Write what puts the device at ``target`` (0 = off); False if the link is down.
+    def send_target(self, target: float) -> bool:
+        """Write, in full, what puts the device at ``target`` (0 = off); False if down.
 
-        With ``resend_all`` every write is made even if this connection already
-        carried it (after a reconnect, or when the device contradicts us).
+        Nothing is skipped because this connection carried it before: the
+        device may have changed since (front panel, web UI, another client).
         """
+
+    def abandon(self, reason: str) -> None:
+        """The task running ``run()`` died: forget the session so ``run()`` can start over."""
+        was_up = self.state == LINK_CONNECTED
+        self.last_error = reason
+        self._set_state(LINK_DISCONNECTED)
+        if was_up:
+            self.listener.on_link_down(reason)
 
     async def flush(self, timeout: float) -> bool:
         """Wait until the writes made so far have left this host."""
@@ -94,6 +113,7 @@ class DeviceLink(abc.ABC):
             "reconnects": self.reconnects,
             "frames_received": self.frames_received,
             "frames_dropped": self.frames_dropped,
+            "frames_sent": self.frames_sent,
             "fields_rejected": self.fields_rejected,
             "last_frame_age": None if age is None else round(age, 2),
             "last_error": self.last_error,
@@ -111,10 +131,30 @@ class DeviceLink(abc.ABC):
         self.last_frame_time = time.monotonic()
 
     def _note_connected(self) -> None:
-        """A new session: count it, and let its problems be logged afresh."""
+        """A new session: count it."""
         self.connections += 1
         self.reconnects = self.connections - 1
-        self._logged.clear()
+
+    def _drop_frame(self, reason: str) -> None:
+        """Count a device message that could not be used; never log its content."""
+        self.frames_dropped += 1
+        self._log_limited("dropped a device message: %s" % reason)
+        self.listener.on_link_changed()
+
+    def _pass_on(self, report: DeviceReport) -> None:
+        """Hand a decoded report to the listener; a failure there drops the frame.
+
+        A bug in handling one message must not end the session that every
+        OFF travels through.
+        """
+        try:
+            self.listener.on_report(report)
+        except Exception:  # noqa: BLE001 - counted, logged, the session goes on
+            self.frames_dropped += 1
+            if self._log_limited("internal error while handling a device message"):
+                logging.exception("panda_breath [%s]: handling a device message failed",
+                                  self.name)
+            self.listener.on_link_changed()
 
     def _track_write(
         self, write: Awaitable[Any], on_error: Callable[[BaseException], None] | None = None
@@ -133,8 +173,20 @@ class DeviceLink(abc.ABC):
         self._pending_writes = [f for f in self._pending_writes if not f.done()]
         self._pending_writes.append(future)
 
-    def _log_once(self, message: str) -> None:
-        """Log each distinct problem once per session, not once per retry or message."""
-        if message not in self._logged:
-            self._logged.add(message)
-            logging.info("panda_breath [%s]: %s", self.name, message)
+    def _log_limited(self, message: str) -> bool:
+        """Log each distinct problem at most once per ``LOG_INTERVAL_S``; True if logged.
+
+        A device or broker that sends garbage many times a second must not
+        flood moonraker.log; the count of the ones not logged goes with the next line.
+        """
+        now = time.monotonic()
+        last, suppressed = self._logged.get(message, (None, 0))
+        if last is not None and now - last < LOG_INTERVAL_S:
+            self._logged[message] = (last, suppressed + 1)
+            return False
+        if len(self._logged) > 64:
+            self._logged.clear()  # bounded, whatever the messages say
+        self._logged[message] = (now, 0)
+        extra = " (%d more since last logged)" % suppressed if suppressed else ""
+        logging.info("panda_breath [%s]: %s%s", self.name, message, extra)
+        return True

@@ -121,6 +121,10 @@ class MqttDeviceLink(DeviceLink):
     # Session -----------------------------------------------------------------
 
     async def run(self) -> None:
+        # A fresh start (also after the supervisor restarted a failed task):
+        # what the broker and device said is re-learned from their retained topics.
+        self.broker_connected = False
+        self._forget_device()
         for topic in self.protocol.topics():
             self._handles.append(
                 self.mqtt.subscribe_topic(topic, self._callback_for(topic))
@@ -168,7 +172,6 @@ class MqttDeviceLink(DeviceLink):
             return
         self.broker_connected = True
         self.silent = False
-        self._logged.clear()
         logging.info("panda_breath [%s]: MQTT broker connected", self.name)
         # Up once the device's (retained) availability arrives.
         self._evaluate()
@@ -177,32 +180,46 @@ class MqttDeviceLink(DeviceLink):
         if not self.broker_connected:
             return
         self.broker_connected = False
-        # Whatever the device said is history: after the reconnect its
-        # retained availability (or its birth message) tells again.
+        self._forget_device()
+        logging.info("panda_breath [%s]: MQTT broker connection lost", self.name)
+        self._evaluate()
+
+    def _forget_device(self) -> None:
+        """Whatever the device said is history: its retained availability
+        (or its birth message) tells again after the broker is back."""
         self.device_available = None
         self._state_seen = False
         self._online_pending = False
         self.protocol.reset()
-        logging.info("panda_breath [%s]: MQTT broker connection lost", self.name)
-        self._evaluate()
 
     # Incoming ------------------------------------------------------------------
 
     def _on_message(self, topic: str, payload: bytes) -> None:
+        """Moonraker's MQTT client calls this; nothing may escape into it."""
         if self._closing:
             return
         self._note_frame()
         try:
             report = self.protocol.decode(topic, payload)
         except FrameError as exc:
-            # Counted and dropped; the payload itself is never logged.
-            self.frames_dropped += 1
-            self._log_once("dropped a message on %s: %s" % (topic, exc))
-            self.listener.on_link_changed()
+            # The payload itself is never logged.
+            self._drop_frame("on %s: %s" % (topic, exc))
             return
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the session
+            self._drop_frame("on %s: undecodable (%s)" % (topic, type(exc).__name__))
+            return
+        try:
+            self._use(topic, report)
+        except Exception:  # noqa: BLE001 - counted, logged, the session goes on
+            self.frames_dropped += 1
+            if self._log_limited("internal error while handling a message on %s" % topic):
+                logging.exception("panda_breath [%s]: handling a message failed", self.name)
+            self.listener.on_link_changed()
+
+    def _use(self, topic: str, report: DeviceReport) -> None:
         if report.rejected_fields:
             self.fields_rejected += len(report.rejected_fields)
-            self._log_once("ignored malformed fields: %s" % ", ".join(report.rejected_fields))
+            self._log_limited("ignored malformed fields: %s" % ", ".join(report.rejected_fields))
         if topic == self.protocol.availability_topic:
             self._on_availability(bool(report.online))
             return
@@ -226,7 +243,7 @@ class MqttDeviceLink(DeviceLink):
         if self._online_pending:
             report.online = True
             self._online_pending = False
-        self.listener.on_report(self._without_echoes(report))
+        self._pass_on(self._without_echoes(report))
 
     def _on_availability(self, available: bool) -> None:
         if available == self.device_available:
@@ -243,7 +260,7 @@ class MqttDeviceLink(DeviceLink):
             self._evaluate()
         else:
             self._online_pending = False
-            self.listener.on_report(DeviceReport(online=False))
+            self._pass_on(DeviceReport(online=False))
             self._evaluate()
 
     def _without_echoes(self, report: DeviceReport) -> DeviceReport:
@@ -344,9 +361,7 @@ class MqttDeviceLink(DeviceLink):
 
     # Outgoing ------------------------------------------------------------------
 
-    def send_target(self, target: float, resend_all: bool) -> bool:
-        # MQTT commands are a few bytes and the controller already coalesces
-        # bursts, so every write carries the whole sequence (resend_all or not).
+    def send_target(self, target: float) -> bool:
         if not self.is_up():
             return False
         self._target = target
@@ -360,6 +375,7 @@ class MqttDeviceLink(DeviceLink):
         return True
 
     def _publish(self, publish: Publish) -> None:
+        self.frames_sent += 1
         try:
             result = self.mqtt.publish_topic(
                 publish.topic, publish.payload, COMMAND_QOS, publish.retain
@@ -371,7 +387,7 @@ class MqttDeviceLink(DeviceLink):
 
     def _publish_failed(self, exc: BaseException) -> None:
         self.publish_errors += 1
-        self._log_once("publish failed: %s" % (str(exc) or type(exc).__name__))
+        self._log_limited("publish failed: %s" % (str(exc) or type(exc).__name__))
         self.listener.on_link_changed()
 
     # Status --------------------------------------------------------------------

@@ -39,6 +39,8 @@ STABLE_CONNECTION_S = 2.0
 
 
 class StockWebSocketLink(DeviceLink):
+    reports_settings = False
+
     def __init__(
         self,
         listener: LinkListener,
@@ -60,7 +62,8 @@ class StockWebSocketLink(DeviceLink):
         self.version_known = False
         self._ws: tornado_ws.WebSocketClientConnection | None = None
         self._closing = False
-        self._written: dict[str, Any] = {}
+        #: Connections that ended without a close frame from the device.
+        self.abrupt_closes = 0
 
     # Session loop ------------------------------------------------------------
 
@@ -75,9 +78,16 @@ class StockWebSocketLink(DeviceLink):
                 self._note_error("connect failed: %s" % (_describe(exc),))
             else:
                 started = time.monotonic()
-                await self._serve(ws)
+                abrupt = await self._serve(ws)
                 if time.monotonic() - started >= STABLE_CONNECTION_S:
                     self.backoff.reset()
+                if abrupt and not self._closing and self.backoff.attempts == 0:
+                    # A reset, or our client refused a frame over
+                    # _MAX_MESSAGE_SIZE and closed: the device may be fine,
+                    # so try again at once (the backoff takes over if this
+                    # repeats before a connection was stable).
+                    self.backoff.attempts = 1
+                    continue
             if self._closing:
                 break
             self._set_state(LINK_DISCONNECTED)
@@ -94,17 +104,18 @@ class StockWebSocketLink(DeviceLink):
             max_message_size=_MAX_MESSAGE_SIZE,
         )
 
-    async def _serve(self, ws: tornado_ws.WebSocketClientConnection) -> None:
+    async def _serve(self, ws: tornado_ws.WebSocketClientConnection) -> bool:
+        """Read until the connection ends; True if it ended without a close frame."""
         self._ws = ws
-        self._written = {}
         self.connected_since = time.monotonic()
         self.last_error = None
         self._note_connected()
         logging.info("panda_breath [%s]: connected to %s:%d", self.name, self.address, self.port)
-        self._set_state(LINK_CONNECTED)
-        self.listener.on_link_up()
         reason = "closed by device"
+        abrupt = False
         try:
+            self._set_state(LINK_CONNECTED)
+            self.listener.on_link_up()
             while not self._closing:
                 try:
                     message = await asyncio.wait_for(ws.read_message(), self.silence_timeout)
@@ -112,11 +123,15 @@ class StockWebSocketLink(DeviceLink):
                     reason = "device silent for %.0f s" % self.silence_timeout
                     break
                 if message is None:
+                    if ws.close_code is None:
+                        abrupt = True
+                        self.abrupt_closes += 1
+                        reason = "connection lost (reset, or a frame over %d KiB refused)" % (
+                            _MAX_MESSAGE_SIZE // 1024)
                     break
                 self._handle_message(message)
         finally:
             self._ws = None
-            self._written = {}
             ws.close(1000 if self._closing else 1001)
             if self._closing:
                 reason = "closing"
@@ -124,42 +139,41 @@ class StockWebSocketLink(DeviceLink):
             logging.info("panda_breath [%s]: disconnected (%s)", self.name, reason)
             self._set_state(LINK_DISCONNECTED)
             self.listener.on_link_down(reason)
+        return abrupt
 
     def _handle_message(self, message: str | bytes) -> None:
         self._note_frame()
         try:
             report = stock_ws.decode_frame(message, self.version)
         except FrameError as exc:
-            # Counted and dropped; the frame itself is never logged (the
-            # snapshot carries Wi-Fi passwords).
-            self.frames_dropped += 1
-            self._log_once("dropped a device frame: %s" % exc)
-            self.listener.on_link_changed()
+            # The frame itself is never logged: the snapshot carries Wi-Fi passwords.
+            self._drop_frame(str(exc))
+            return
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the session
+            self._drop_frame("undecodable (%s)" % type(exc).__name__)
             return
         if report.rejected_fields:
             self.fields_rejected += len(report.rejected_fields)
-            self._log_once("ignored malformed fields: %s" % ", ".join(report.rejected_fields))
+            self._log_limited("ignored malformed fields: %s" % ", ".join(report.rejected_fields))
         if report.firmware_version is not None:
             parsed = stock_ws.parse_version(report.firmware_version)
             if parsed is not None:
                 self.version = parsed
                 self.version_known = True
-        self.listener.on_report(report)
+        self._pass_on(report)
 
     # Writes ------------------------------------------------------------------
 
-    def send_target(self, target: float, resend_all: bool) -> bool:
+    def send_target(self, target: float) -> bool:
         ws = self._ws
         if ws is None or self.state != LINK_CONNECTED:
             return False
         for key, value in stock_ws.command_sequence(target, self.version):
-            if not resend_all and self._written.get(key, _UNSET) == value:
-                continue
             try:
                 future = ws.write_message(stock_ws.encode_settings(key, value))
             except tornado_ws.WebSocketClosedError:
                 return False
-            self._written[key] = value
+            self.frames_sent += 1
             # A failed write surfaces as a closed connection in the read loop.
             self._track_write(future)
         return True
@@ -174,19 +188,17 @@ class StockWebSocketLink(DeviceLink):
 
     def _note_error(self, message: str) -> None:
         self.last_error = message
-        self._log_once(message)
+        self._log_limited(message)
         self.listener.on_link_changed()
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         info["address"] = self.address
+        info["abrupt_closes"] = self.abrupt_closes
         info["firmware_version"] = (
             "V%d.%d.%d" % self.version if self.version_known else None
         )
         return info
-
-
-_UNSET = object()
 
 
 def _describe(exc: BaseException) -> str:

@@ -55,7 +55,11 @@ class Moonraker:
         extra_config: str = "",
         port: int | None = None,
         cors_domains: tuple[str, ...] = (),
+        debug: bool = False,
     ) -> None:
+        #: Moonraker's ``-g``: registers debug endpoints such as the
+        #: component's /debug/panda_breath/fail_link fault injector.
+        self.debug = debug
         self.workdir = Path(workdir)
         self.data_path = self.workdir / "moonraker_data"
         self.klippy_socket = str(klippy_socket)
@@ -94,6 +98,7 @@ class Moonraker:
                 "-d", str(self.data_path),
                 "-c", str(self.config_path),
                 "-l", str(self.log_path),
+                *(["-g"] if self.debug else []),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,

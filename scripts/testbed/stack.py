@@ -108,6 +108,7 @@ def start_stack(
     extra_moonraker_config: str = "",
     moonraker_port: int | None = None,
     cors_domains: tuple[str, ...] = (),
+    moonraker_debug: bool = False,
     stack_class: type[S] = Stack,  # type: ignore[assignment]
 ) -> S:
     """Start every part and return once Klipper's heater has its first reading.
@@ -152,7 +153,7 @@ def start_stack(
         moonraker = Moonraker(
             workdir / "moonraker", klippy.socket_path,
             extra_config=panda + extra_moonraker_config,
-            port=moonraker_port, cors_domains=cors_domains,
+            port=moonraker_port, cors_domains=cors_domains, debug=moonraker_debug,
         )
         moonraker.start()
         parts.append(moonraker)
