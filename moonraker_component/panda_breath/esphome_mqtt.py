@@ -124,6 +124,16 @@ class EsphomeMqttProtocol:
     # Device -> bridge --------------------------------------------------------
 
     def decode(self, topic: str, payload: bytes) -> DeviceReport:
+        """One message as a report; FrameError is the only exception, and a
+        decoder bug's one names its type, never the payload."""
+        try:
+            return self._decode(topic, payload)
+        except FrameError:
+            raise
+        except Exception as exc:
+            raise FrameError("undecodable frame (%s)" % type(exc).__name__) from None
+
+    def _decode(self, topic: str, payload: bytes) -> DeviceReport:
         text = payload_text(payload)
         report = DeviceReport()
         if topic == self.availability_topic:

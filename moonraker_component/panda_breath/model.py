@@ -7,6 +7,7 @@ commands.  Nothing here does I/O.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -64,11 +65,27 @@ class DeviceReport:
         return self.mode != MODE_STANDBY
 
 
+def parse_json_object(text: str, what: str) -> dict[str, Any]:
+    """A JSON object from device text; FrameError for anything else, including
+    nesting too deep for the parser (RecursionError), so no frame escapes as a bug."""
+    try:
+        message = json.loads(text)
+    except Exception:
+        raise FrameError("%s is not valid JSON" % what) from None
+    if not isinstance(message, dict):
+        raise FrameError("%s is not a JSON object" % what)
+    return message
+
+
 def as_number(value: Any) -> float | None:
-    """A finite JSON number as float, or None (bools and strings are not numbers)."""
+    """A finite JSON number as float, or None (bools and strings are not numbers;
+    an int beyond float range, which JSON allows, is not a usable number either)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    number = float(value)
+    try:
+        number = float(value)
+    except (OverflowError, ValueError, TypeError):
+        return None
     if not math.isfinite(number):
         return None
     return number

@@ -7,6 +7,7 @@ keeps a payload: decode errors say what was wrong, never what was sent.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import NamedTuple
 
@@ -42,12 +43,16 @@ def payload_text(payload: bytes) -> str:
 
 
 def parse_decimal(text: str) -> float | None:
-    """A decimal number, None for ESPHome's ``nan``; FrameError for anything else."""
+    """A finite decimal number, None for ESPHome's ``nan``; FrameError for anything
+    else, including digits beyond float range that float() would make infinite."""
     if text.lower() in ("nan", "-nan", "none"):
         return None
     if not _DECIMAL_RE.fullmatch(text):
         raise FrameError("payload is not a number")
-    return float(text)
+    number = float(text)
+    if not math.isfinite(number):
+        raise FrameError("payload is out of range")
+    return number
 
 
 def parse_availability(text: str) -> bool:

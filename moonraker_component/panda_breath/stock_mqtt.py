@@ -30,6 +30,7 @@ from .model import (
     FrameError,
     as_number,
     device_degrees,
+    parse_json_object,
     read_temperature,
 )
 from .mqtt_common import Publish, parse_availability, payload_text
@@ -67,17 +68,22 @@ class StockMqttProtocol:
     # Device -> bridge --------------------------------------------------------
 
     def decode(self, topic: str, payload: bytes) -> DeviceReport:
+        """One message as a report; FrameError is the only exception, and a
+        decoder bug's one names its type, never the payload."""
+        try:
+            return self._decode(topic, payload)
+        except FrameError:
+            raise
+        except Exception as exc:
+            raise FrameError("undecodable frame (%s)" % type(exc).__name__) from None
+
+    def _decode(self, topic: str, payload: bytes) -> DeviceReport:
         text = payload_text(payload)
         if topic == self.availability_topic:
             return DeviceReport(online=parse_availability(text))
         if topic != self.state_topic:
             raise FrameError("message on a topic this device does not use")
-        try:
-            state = json.loads(text)
-        except ValueError:
-            raise FrameError("state is not valid JSON") from None
-        if not isinstance(state, dict):
-            raise FrameError("state is not a JSON object")
+        state = parse_json_object(text, "state")
         report = DeviceReport(snapshot=True)
         _decode_state(state, report)
         return report

@@ -16,6 +16,7 @@ Facts this encodes (device-protocol reference, section 2):
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -29,6 +30,7 @@ from .model import (
     FrameError,
     as_number,
     device_degrees,
+    parse_json_object,
     read_temperature,
 )
 
@@ -51,7 +53,8 @@ _SENSOR_FIELDS = {
     "ptc_sensor_status": "ptc_sensor",
 }
 
-_VERSION_RE = re.compile(r"[vV]?(\d+)\.(\d+)\.(\d+)")
+# Bounded parts: int() refuses thousands of digits, and no version has them.
+_VERSION_RE = re.compile(r"(?<!\d)[vV]?(\d{1,6})\.(\d{1,6})\.(\d{1,6})(?!\d)")
 
 
 def parse_version(text: Any) -> tuple[int, int, int] | None:
@@ -81,18 +84,24 @@ def decode_frame(text: str | bytes, version: tuple[int, int, int]) -> DeviceRepo
     """Decode one device frame; raise FrameError when nothing in it can be used.
 
     ``version`` is the firmware version known so far; a snapshot that states
-    its own version is decoded with that one instead.
+    its own version is decoded with that one instead.  FrameError is the only
+    exception: a decoder bug drops the frame instead of ending the session,
+    and its message names the bug's type, never the frame's text.
     """
+    try:
+        return _decode_frame(text, version)
+    except FrameError:
+        raise
+    except Exception as exc:
+        raise FrameError("undecodable frame (%s)" % type(exc).__name__) from None
+
+
+def _decode_frame(text: str | bytes, version: tuple[int, int, int]) -> DeviceReport:
     if isinstance(text, bytes):
         raise FrameError("binary frame")
     if len(text) > MAX_FRAME_CHARS:
         raise FrameError(f"oversized frame ({len(text)} characters)")
-    try:
-        message = json.loads(text)
-    except ValueError as exc:
-        raise FrameError("invalid JSON") from exc
-    if not isinstance(message, dict):
-        raise FrameError("not a JSON object")
+    message = parse_json_object(text, "frame")
     report = DeviceReport()
     settings = message.get("settings")
     if settings is None:
@@ -163,7 +172,8 @@ def decode_drying(settings: Mapping[str, Any], report: DeviceReport) -> None:
             report.drying_remaining_s = seconds
     elif "drying_remaining_min" in settings:
         minutes = as_number(settings["drying_remaining_min"])
-        if minutes is None or minutes < 0:
+        # A huge finite count of minutes would overflow to infinite seconds.
+        if minutes is None or minutes < 0 or not math.isfinite(minutes * 60.0):
             report.rejected_fields.append("drying_remaining_min")
         else:
             report.drying_remaining_s = minutes * 60.0
