@@ -19,6 +19,11 @@ CHECK_INTERVAL = 1.
 KELVIN_TO_CELSIUS = -273.15
 DEVICE_MAX_TEMP = 60.
 PATCHED_DEVICE_MAX_TEMP = 70.
+# max_temp is the reading limit, as for any Klipper heater.  It defaults well
+# above the device's ceiling: the device regulates in whole degrees and
+# overshoots, and a hot bed warms a closed chamber past 60 C on its own;
+# neither should stop a print.  Targets are limited by device_max_temp.
+DEFAULT_MAX_TEMP = 80.
 STALE_HINT = ("is the [panda_breath] Moonraker component running and"
               " connected to the device?")
 try:
@@ -95,27 +100,25 @@ class PandaBreathHeater:
         self.full_name = config.get_name()
         self.name = self.short_name = self.full_name.split()[-1]
         self.mcu_pwm = None
+        # No Klipper control object: the device regulates itself (Kalico's
+        # PID_CALIBRATE looks at this before calling set_control()).
+        self.control = None
         # Options
         self.device_max_temp = config.getfloat(
             'device_max_temp', DEVICE_MAX_TEMP, above=0.,
             maxval=PATCHED_DEVICE_MAX_TEMP)
         self.min_temp = config.getfloat('min_temp', 0.,
                                         minval=KELVIN_TO_CELSIUS)
-        self.max_temp = config.getfloat('max_temp', DEVICE_MAX_TEMP,
+        self.max_temp = config.getfloat('max_temp', DEFAULT_MAX_TEMP,
                                         above=self.min_temp)
-        if self.max_temp > self.device_max_temp:
-            raise config.error(
-                "Option 'max_temp' in section '%s' (%.1f) is above"
-                " device_max_temp (%.1f); raise device_max_temp only if the"
-                " device runs firmware patched for a higher limit"
-                % (self.full_name, self.max_temp, self.device_max_temp))
         self.stale_timeout = config.getfloat('stale_timeout', 30., minval=2.)
         self.tolerance = config.getfloat('tolerance', 1., minval=0.)
         # State
         self.target = 0.
         self.temperature = 0.
         self.last_update_time = None
-        self.heater_on = self.device_target = None
+        self.ready_time = None
+        self.heater_on = self.device_target = self.power = None
         self.link = self.fault = None
         self.forward_error = None
         self.reported_stale = False
@@ -150,9 +153,19 @@ class PandaBreathHeater:
     def _is_stale(self, eventtime):
         age = self._reading_age(eventtime)
         return age is None or age > self.stale_timeout
+    def _awaiting_first_reading(self, eventtime):
+        # Right after klippy:ready the first reading is on its way (Moonraker
+        # pushes it on ready); a target set then is accepted, and the stale
+        # check allows stale_timeout for the reading to arrive.
+        return (self.last_update_time is None and self.ready_time is not None
+                and eventtime - self.ready_time <= self.stale_timeout)
     def _describe_silence(self, eventtime):
         age = self._reading_age(eventtime)
         if age is None:
+            if self.ready_time is not None:
+                return ("no temperature received from Moonraker in the %.0fs"
+                        " since Klipper became ready"
+                        % (eventtime - self.ready_time,))
             return "no temperature received from Moonraker yet"
         return "no temperature from Moonraker for %.0fs" % (age,)
     def _forward_target(self, target):
@@ -176,6 +189,7 @@ class PandaBreathHeater:
         self._forward_target(target)
     # Event handlers
     def _handle_ready(self):
+        self.ready_time = self.reactor.monotonic()
         self.reactor.update_timer(self.stale_timer, self.reactor.NOW)
     def _handle_shutdown(self):
         self.reactor.update_timer(self.stale_timer, self.reactor.NEVER)
@@ -183,7 +197,8 @@ class PandaBreathHeater:
     def _check_stale(self, eventtime):
         if self.printer.is_shutdown():
             return self.reactor.NEVER
-        if not self._is_stale(eventtime):
+        if (not self._is_stale(eventtime)
+            or self._awaiting_first_reading(eventtime)):
             self.reported_stale = False
             return eventtime + CHECK_INTERVAL
         if self.target > 0.:
@@ -198,19 +213,31 @@ class PandaBreathHeater:
         return eventtime + CHECK_INTERVAL
     # Inbound readings
     def handle_update(self, web_request):
-        temperature = _get_number(web_request, 'temperature', True)
+        # Every update states the device's state; a reading is optional, so
+        # that a link or fault change reaches Klipper without one.
+        temperature = _get_number(web_request, 'temperature', False)
         device_target = _get_number(web_request, 'device_target', False)
+        power = _get_number(web_request, 'power', False)
+        if power is not None and not 0. <= power <= 1.:
+            raise web_request.error(
+                "Invalid Argument [power]: expected 0.0 to 1.0, got %s"
+                % (repr(power),))
         heater_on = _get_optional(web_request, 'heater_on', (bool,),
                                   "true or false")
         link = _get_optional(web_request, 'link', STRING_TYPES, "a string")
         fault = _get_optional(web_request, 'fault', STRING_TYPES,
                               "a string or null")
-        self.temperature = temperature
-        self.last_update_time = self.reactor.monotonic()
         self.heater_on = heater_on
+        self.power = power
         self.device_target = device_target
         self.link = link
         self.fault = fault
+        if temperature is not None:
+            self._take_reading(temperature)
+        web_request.send({'target': self.target, 'heater': self.short_name})
+    def _take_reading(self, temperature):
+        self.temperature = temperature
+        self.last_update_time = self.reactor.monotonic()
         if temperature < self.min_temp or temperature > self.max_temp:
             limit = "below minimum"
             limit_temp = self.min_temp
@@ -220,7 +247,6 @@ class PandaBreathHeater:
             self.printer.invoke_shutdown(
                 "%s: temperature %.1f %s temperature of %.1f"
                 % (self.full_name, temperature, limit, limit_temp))
-        web_request.send({'target': self.target, 'heater': self.short_name})
     # Heater interface used by heaters.py and its callers
     def get_name(self):
         return self.full_name
@@ -232,12 +258,18 @@ class PandaBreathHeater:
                 raise self.printer.command_error(
                     "Requested temperature (%.1f) out of range (%.1f:%.1f)"
                     % (degrees, self.min_temp, self.max_temp))
+            if degrees > self.device_max_temp:
+                raise self.printer.command_error(
+                    "%s: target %.1f is above the device's limit"
+                    " (device_max_temp %.1f)"
+                    % (self.full_name, degrees, self.device_max_temp))
             if self.printer.is_shutdown():
                 raise self.printer.command_error(
                     "%s: printer is shut down; only target 0 is accepted"
                     " until RESTART or FIRMWARE_RESTART" % (self.full_name,))
             eventtime = self.reactor.monotonic()
-            if self._is_stale(eventtime):
+            if (self._is_stale(eventtime)
+                and not self._awaiting_first_reading(eventtime)):
                 raise self.printer.command_error(
                     "%s: target %.1f refused: %s; %s"
                     % (self.full_name, degrees,
@@ -246,7 +278,8 @@ class PandaBreathHeater:
     def alter_target(self, target_temp):
         # Used by control code that must not fail; clamp instead of refusing.
         if target_temp:
-            target_temp = max(self.min_temp, min(self.max_temp, target_temp))
+            target_temp = max(self.min_temp, min(
+                self.max_temp, self.device_max_temp, target_temp))
         if self.printer.is_shutdown():
             target_temp = 0.
         self._apply_target(target_temp)
@@ -269,9 +302,11 @@ class PandaBreathHeater:
         if age is not None:
             # Whole seconds: subscribers get at most one change a second.
             age = round(age, 0)
-        power = 0.
-        if self.heater_on:
-            power = 1.
+        # The device's own relay where the firmware reports it, else what the
+        # component infers from its commanded state (see the README).
+        power = self.power
+        if power is None:
+            power = 1. if self.heater_on else 0.
         return {'temperature': round(self.temperature, 2),
                 'target': self.target,
                 'power': power,

@@ -197,7 +197,7 @@ def test_configfile_settings_carry_limits_for_the_uis(moon: KlippyAPIClient) -> 
     settings = moon.query("configfile")["settings"]
     chamber = settings[CHAMBER]
     assert chamber["min_temp"] == 0.0
-    assert chamber["max_temp"] == 60.0
+    assert chamber["max_temp"] == 80.0  # the reading limit, above the device's ceiling
     assert chamber["device_max_temp"] == 60.0
     assert chamber["stale_timeout"] == 30.0
     assert chamber["tolerance"] == 1.0
@@ -244,6 +244,33 @@ def test_update_reply_and_status(moon: KlippyAPIClient) -> None:
     assert st["device_target"] is None and st["link"] is None  # each push is the full state
 
 
+def test_power_is_the_pushed_commanded_state_where_the_relay_is_unknown(
+    moon: KlippyAPIClient,
+) -> None:
+    push(moon, "chamber", 30, power=1.0, link="connected")
+    assert status(moon)["power"] == 1.0 and status(moon)["heater_on"] is None
+    push(moon, "chamber", 30, power=0.0, heater_on=True)
+    assert status(moon)["power"] == 0.0  # the component's power wins when it sends one
+    with pytest.raises(KlippyError, match=r"expected 0.0 to 1.0"):
+        push(moon, "chamber", 30, power=1.5)
+    assert_ready(moon)
+
+
+def test_a_state_push_without_a_reading_updates_link_and_fault_only(
+    moon: KlippyAPIClient,
+) -> None:
+    push(moon, "chamber", 31, link="connected")
+    age_before = status(moon)["last_update_age"]
+    reply = moon.request(UPDATE, {"heater": "chamber", "link": "disconnected",
+                                  "fault": "device unreachable"})
+    assert reply == {"target": 0.0, "heater": "chamber"}
+    st = status(moon)
+    assert st["link"] == "disconnected" and st["fault"] == "device unreachable"
+    assert st["temperature"] == 31.0
+    assert st["last_update_age"] >= age_before  # not a reading: staleness runs on
+    assert_ready(moon)
+
+
 def test_m105_reports_gcode_id(moon: KlippyAPIClient) -> None:
     moon.request("gcode/subscribe_output", {"response_template": {"method": "gcode_out"}})
     push(moon, "chamber", 28.5)
@@ -266,29 +293,74 @@ def test_set_target_is_forwarded_at_once_and_echoed_in_replies(moon: KlippyAPICl
     assert next_target(moon, "chamber") == 0.0
 
 
-@pytest.mark.parametrize("target", ["61", "-5", "0.5e3", "nan", "inf"])
+@pytest.mark.parametrize("target", ["81", "-5", "0.5e3", "nan", "inf"])
 def test_out_of_range_target_refused(moon: KlippyAPIClient, target: str) -> None:
     push(moon, "chamber", 30)
     with pytest.raises(KlippyError) as err:
         moon.gcode(f"SET_HEATER_TEMPERATURE HEATER=chamber TARGET={target}")
-    assert "out of range (0.0:60.0)" in err.value.message
+    assert "out of range (0.0:80.0)" in err.value.message
     assert status(moon)["target"] == 0.0
     assert moon.notifications(SET_TARGET) == []
     assert_ready(moon)
 
 
-def test_target_refused_before_any_reading(moon: KlippyAPIClient) -> None:
+@pytest.mark.parametrize("target", ["61", "80"])
+def test_target_above_the_device_limit_refused(moon: KlippyAPIClient, target: str) -> None:
+    push(moon, "chamber", 30)
     with pytest.raises(KlippyError) as err:
-        moon.gcode("SET_HEATER_TEMPERATURE HEATER=dryer TARGET=40")
-    message = err.value.message
-    assert DRYER in message
-    assert "no temperature received from Moonraker yet" in message
-    assert STALE_HINT in message
-    assert status(moon, DRYER)["target"] == 0.0
+        moon.gcode(f"SET_HEATER_TEMPERATURE HEATER=chamber TARGET={target}")
+    assert f"{CHAMBER}: target {float(target):.1f} is above the device's limit" in (
+        err.value.message
+    )
+    assert "device_max_temp 60.0" in err.value.message
     assert moon.notifications(SET_TARGET) == []
     assert_ready(moon)
-    moon.gcode("SET_HEATER_TEMPERATURE HEATER=dryer TARGET=0")  # 0 is always accepted
-    assert next_target(moon, "dryer") == 0.0
+
+
+def test_a_reading_above_the_device_limit_does_not_stop_the_printer(
+    moon: KlippyAPIClient,
+) -> None:
+    # Overshoot, or a hot bed warming the closed chamber past the device's 60.
+    push(moon, "chamber", 66.5)
+    assert_ready(moon)
+    assert status(moon)["temperature"] == 66.5
+
+
+def test_target_accepted_right_after_ready_while_the_first_reading_is_on_its_way(
+    fresh_klippy: Klippy,
+) -> None:
+    # Moonraker pushes the first reading on klippy_ready; a [delayed_gcode] or a
+    # queued print may set a target before it lands.  Accepted, then bounded.
+    client = fresh_klippy.client()
+    client.register_remote_method(SET_TARGET)
+    client.gcode("SET_HEATER_TEMPERATURE HEATER=hot TARGET=40")
+    assert next_target(client, "hot") == 40.0
+    info = wait_until(
+        lambda: (info := client.info())["state"] == "shutdown" and info,
+        timeout=8, what="shutdown: no first reading within stale_timeout while heating",
+    )
+    assert "heater_panda_breath hot: no temperature received from Moonraker in the" in (
+        info["state_message"]
+    )
+    assert "while heating" in info["state_message"]
+    assert next_target(client, "hot") == 0.0
+
+
+def test_target_refused_when_no_reading_came_within_stale_timeout(
+    fresh_klippy: Klippy,
+) -> None:
+    client = fresh_klippy.client()
+    client.register_remote_method(SET_TARGET)
+    time.sleep(2.5)  # stale_timeout 2 s since ready, and not a single reading
+    with pytest.raises(KlippyError) as err:
+        client.gcode("SET_HEATER_TEMPERATURE HEATER=idle TARGET=40")
+    message = err.value.message
+    assert "heater_panda_breath idle: target 40.0 refused: no temperature received" in message
+    assert STALE_HINT in message
+    assert client.notifications(SET_TARGET) == []
+    client.gcode("SET_HEATER_TEMPERATURE HEATER=idle TARGET=0")  # 0 is always accepted
+    assert next_target(client, "idle") == 0.0
+    assert_ready(client)
 
 
 def test_turn_off_heaters_forwards_zero_for_every_heater(moon: KlippyAPIClient) -> None:
@@ -348,10 +420,10 @@ def test_waits_return_at_once_in_file_output_mode(moon: KlippyAPIClient) -> None
 # -- bad pushes ---------------------------------------------------------------------
 
 BAD_UPDATES: list[tuple[str, dict[str, Any]]] = [
-    ("missing temperature", {"heater": "chamber"}),
+    ("string power", {"heater": "chamber", "temperature": 30, "power": "full"}),
+    ("negative power", {"heater": "chamber", "temperature": 30, "power": -0.5}),
     ("string temperature", {"heater": "chamber", "temperature": "30"}),
     ("bool temperature", {"heater": "chamber", "temperature": True}),
-    ("null temperature", {"heater": "chamber", "temperature": None}),
     ("nan temperature", {"heater": "chamber", "temperature": math.nan}),
     ("infinite temperature", {"heater": "chamber", "temperature": math.inf}),
     ("list temperature", {"heater": "chamber", "temperature": [30]}),
@@ -391,13 +463,13 @@ def test_temperature_above_max_shuts_down_naming_the_heater(moon: KlippyAPIClien
     push(moon, "chamber", 30)
     moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
     assert next_target(moon, "chamber") == 45.0
-    assert push(moon, "chamber", 75.5) == {"target": 0.0, "heater": "chamber"}
+    assert push(moon, "chamber", 85.5) == {"target": 0.0, "heater": "chamber"}
     assert next_target(moon, "chamber") == 0.0
     assert next_target(moon, "dryer") == 0.0
     info = moon.info()
     assert info["state"] == "shutdown"
     assert (
-        f"{CHAMBER}: temperature 75.5 above maximum temperature of 60.0" in (info["state_message"])
+        f"{CHAMBER}: temperature 85.5 above maximum temperature of 80.0" in (info["state_message"])
     )
     # Endpoints keep working after shutdown; non-zero targets are refused.
     assert push(moon, "chamber", 50) == {"target": 0.0, "heater": "chamber"}
@@ -527,11 +599,6 @@ def test_forward_error_shown_and_logged_once_without_shutdown(fresh_klippy: Klip
 
 BAD_CONFIGS = [
     (
-        "max_temp above device limit",
-        "[heater_panda_breath chamber]\nmax_temp: 65\n",
-        "(65.0) is above device_max_temp (60.0)",
-    ),
-    (
         "device limit above patched firmware",
         "[heater_panda_breath chamber]\ndevice_max_temp: 75\nmax_temp: 70\n",
         "Option 'device_max_temp' in section 'heater_panda_breath chamber' must have maximum of 70",
@@ -625,7 +692,7 @@ def test_m141_and_m191_s0(sim_moon: KlippyAPIClient) -> None:
     sim_moon.gcode("M141 S38\nM141")
     assert next_target(sim_moon, "chamber") == 38.0
     assert next_target(sim_moon, "chamber") == 0.0
-    with pytest.raises(KlippyError, match="out of range"):
+    with pytest.raises(KlippyError, match="above the device's limit"):
         sim_moon.gcode("M141 S65")
 
 
