@@ -5,7 +5,10 @@ Run through ``scripts/bench``.  Prints medians and p99 over many samples:
 * target change in Klipper -> the frame at the device (simulator receive time);
 * device temperature frame -> visible in Klipper's heater status;
 * device drops every connection -> desired state resent to it;
-* Moonraker's CPU and memory at idle, with the component minus without it.
+* Moonraker's CPU and memory at idle, with the component minus without it;
+* the cost at the device of keeping it in Klipper's state (stock firmware
+  reports no settings, so the component re-asserts them): frames written per
+  hour while heating and while off, new connections, client slots held.
 
 Both processes run on one machine, so wall-clock timestamps are comparable;
 the machine is shared and noisy, so only medians and high percentiles mean
@@ -132,6 +135,22 @@ def bench_resync(sim: SimProcess, samples: int) -> list[float]:
     return results
 
 
+def bench_reassert_cost(client: KlippyAPIClient, sim: SimProcess, seconds: float) -> dict[str, Any]:
+    """Frames the device receives per hour, heating and off, with nothing else going on."""
+    costs: dict[str, Any] = {}
+    for label, target in (("heating", 41), ("off", 0)):
+        client.gcode(f"SET_HEATER_TEMPERATURE HEATER=chamber TARGET={target}")
+        time.sleep(1.0)
+        before = sim.state()
+        time.sleep(seconds)
+        after = sim.state()
+        frames = after["frames_received"] - before["frames_received"]
+        costs[label] = frames * 3600.0 / seconds
+        costs[label + "_connections"] = after["connections_total"] - before["connections_total"]
+        costs[label + "_clients"] = after["clients"]
+    return costs
+
+
 def proc_usage(pid: int) -> tuple[float, int]:
     """(CPU seconds, RSS bytes) of a process, from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -156,6 +175,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--resync-samples", type=int, default=30)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument("--reassert-seconds", type=float, default=120.0,
+                        help="window for each of the heating/off re-assert cost samples")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
         work = Path(tmp)
@@ -177,6 +198,7 @@ def main(argv: list[str]) -> int:
             deadlines = bench_temperature_deadlines(client, stack.sim, args.samples, DEADLINES)
             client.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=41")
             resync = bench_resync(stack.sim, args.resync_samples)
+            reassert = bench_reassert_cost(client, stack.sim, args.reassert_seconds)
             client.close()
         finally:
             stack.stop()
@@ -187,6 +209,11 @@ def main(argv: list[str]) -> int:
         label = f"temperature frame -> Klipper status < {deadline * 1000:.0f} ms"
         print(f"{label:<46} {total:>5} {share:>8.1f}% of frames     p99 < 50 ms")
     print(row("device drop -> desired state resent", resync, "< 1500 ms", "ms"))
+    for label in ("heating", "off"):
+        name = f"frames written to the device per hour, {label}"
+        print(f"{name:<46} {'':>5} {reassert[label]:>9.0f}          "
+              f"new connections {reassert[label + '_connections']}, "
+              f"client slots held {reassert[label + '_clients']}")
     print(f"{'Moonraker idle CPU, without / with component':<46} {'':>5} "
           f"{base_cpu * 100:>8.2f}% {comp_cpu * 100:>8.2f}%     component < 1 % of a core "
           f"(difference {(comp_cpu - base_cpu) * 100:+.2f}%)")
