@@ -7,14 +7,18 @@ Run ``python scripts/panda_breath_sim.py --port 8080`` and point a client at
 listener is the ``websockets`` server, whose HTTP side only answers GET).
 
 Control actions: drop (how=abort|close), silence (seconds, snapshots=0|1),
-refuse (seconds), reboot (down, work_on, set_temp, work_mode | mode, low, high),
-malformed (kind=json|types|oversize|binary|all, count, size), sensor_fault
-(sensor=ptc|warehouse|heater, code=1 short|2 open|0 clear, reading, seconds),
-clear_faults, button (work_on, work_mode, set_temp), set_temps (chamber, ptc,
-ambient), emit_temperature (value: set the chamber and report it at once, returns
-sent_at), time_scale (value), printer (state, bed_target, name, host, port),
-state; plus the shorthand fault kinds ptc_short, ptc_open, warehouse_short,
-warehouse_open, heater_fault, wrong_types, oversize, binary.
+refuse (seconds), occupy (clients, seconds: phantom clients fill the WS slots),
+reboot (down, wipe=0|1, work_on, set_temp, work_mode | mode, low, high),
+malformed (kind=json|types|oversize|binary|deep|huge_number|nonfinite|unicode|
+wrong_root|giant|all, count, size, depth; also published on the MQTT state
+topics), sensor_fault (sensor=ptc|warehouse|heater, code=1 short|2 open|0 clear,
+reading, seconds), clear_faults, button (work_on, work_mode, set_temp; every
+firmware), set_temps (chamber, ptc, ambient), emit_temperature (value: set the
+chamber and report it at once, returns sent_at), time_scale (value), printer
+(state, bed_target, name, host, port), state; plus the shorthand fault kinds
+ptc_short, ptc_open, warehouse_short, warehouse_open, heater_fault, wrong_types,
+oversize, binary, deep, huge_number, nonfinite, unicode, wrong_root, giant,
+hostile (all malformed kinds), reboot_wipe.
 
 From Python: ``from panda_breath_sim import Simulator`` (see pbsim.simulator).
 """

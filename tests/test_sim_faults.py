@@ -157,7 +157,7 @@ async def test_factory_reset_clears_flash(make_sim):
 async def test_malformed_frames_reach_every_client(make_sim):
     sim = await make_sim(frame_interval=5)
     clients = [(await ws_open(sim))[0] for _ in range(2)]
-    assert sim.send_malformed("all") == 8
+    assert sum(sim.send_malformed(kind) for kind in ("json", "types", "oversize", "binary")) == 8
     for ws in clients:
         got = [await asyncio.wait_for(ws.recv(), 2) for _ in range(4)]
         assert got[0] == '{"settings":{"warehouse_temper":'

@@ -16,6 +16,7 @@ that heating is observable. One concept per module:
 - ``journal``   counters and the log of received frames shown in ``/sim/state``
 - ``server``    the HTTP/WebSocket listener (``/ws``, ``/sim/state``, ``/sim/control``)
 - ``faults``    fault schedules and the control-action table
+- ``hostile``   hostile payloads (deep, huge numbers, NaN, unicode, giant, ...)
 - ``secrets``   the fake Wi-Fi/AP passwords the snapshot carries in clear text
 - ``simulator`` the ``Simulator`` that ties them together
 """

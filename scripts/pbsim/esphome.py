@@ -16,6 +16,9 @@ Topic side (:class:`EsphomeMqtt`): ESPHome's default topics under
 will on ``<prefix>/status``. Messages on topics ESPHome does not subscribe to
 (e.g. the earlier project's ``.../target_temperature/set``) are ignored and counted.
 
+A local change (``button`` action: its web UI or Home Assistant) is one climate
+call: work_on 0/1 is mode OFF/HEAT, set_temp T the set points T and T + 2.
+
 Optional host watchdog (``--esphome-host-topic``, ``--esphome-command-timeout``),
 meant for a later feature: it models firmware that turns the climate OFF when
 the host's availability topic says ``offline`` (or carries Moonraker's
@@ -32,6 +35,7 @@ import time
 from dataclasses import dataclass
 
 from pbsim.device import DeviceCore, Flash
+from pbsim.hostile import BINARY, NONFINITE, STRANGE_VALUES
 from pbsim.journal import Outcome
 from pbsim.thermal import ThermalModel
 
@@ -51,6 +55,11 @@ class EsphomeOptions:
     fan_with_heat: bool = False
     host_topic: str | None = None
     command_timeout: float | None = None
+
+
+def target_band(target: float) -> tuple[float, float]:
+    """How a single target becomes this build's two set points: low = T, high = T + 2."""
+    return float(target), float(target) + 2.0
 
 
 def fmt(value: float, decimals: int = 1) -> str:
@@ -116,6 +125,27 @@ class EsphomeDevice(DeviceCore):
         self.save()
         self.compute_state()
         self.on_event("climate")
+
+    def local_change(
+        self, work_on: bool | None, work_mode: object, set_temp: float | None, outcome: Outcome
+    ) -> None:
+        """A change made at the device (web UI, Home Assistant): one climate call, one publish.
+
+        ``work_on`` maps to mode HEAT/OFF and ``set_temp`` to :func:`target_band`;
+        ESPHome has no work mode, so ``work_mode`` is ignored.
+        """
+        if work_mode is not None:
+            outcome.ignore("work_mode", "ESPHome has no work_mode")
+        if set_temp is not None:
+            self.low, self.high = target_band(set_temp)
+            outcome.apply("set_temp")
+        if work_on is not None:
+            self.mode = "heat" if work_on else "off"
+            outcome.apply("work_on")
+        if outcome.applied:
+            self.save()
+            self.compute_state()
+            self.on_event("climate")
 
     def switch_relay(self, on: bool) -> None:
         """The relay's own switch entity: acts directly, the climate only acts on action changes."""
@@ -241,6 +271,44 @@ class EsphomeMqtt:
             f"{self.prefix}/sensor/ptc_element_temperature/state": fmt(d.ptc_sample),
         }
 
+    def hostile(self, kind: str, size: int, depth: int) -> list[tuple[str, str | bytes]]:
+        """Hostile texts (``pbsim.hostile``) for the sensor and climate state topics.
+
+        Topics that carry a number get every kind; mode and action only those
+        that are not about numbers.
+        """
+        numbers = {**self.sensor_states(), **self.climate_states()}
+        words = {t: numbers.pop(t) for t in (f"{self.climate}/mode/state",
+                                              f"{self.climate}/action/state")}
+        out: list[tuple[str, str | bytes]] = []
+
+        def each(topics: dict[str, str], *payloads: str | bytes) -> None:
+            out.extend((topic, payload) for payload in payloads for topic in topics)
+
+        if kind == "json":
+            each({**numbers, **words}, '{"state":')
+        elif kind == "types":
+            each(numbers, "hot", "true", "[45]")
+            each(words, "42", "null")
+        elif kind in ("oversize", "giant"):  # the real value, padded with spaces float() skips
+            out.extend((t, p + " " * max(0, size - len(p))) for t, p in numbers.items())
+        elif kind == "binary":
+            each({**numbers, **words}, BINARY)
+        elif kind == "deep":
+            each({**numbers, **words}, "[" * depth + "]" * depth)
+        elif kind == "huge_number":
+            each(numbers, "9" * 400)
+        elif kind == "nonfinite":
+            each(numbers, *(fmt_nonfinite(v) for v in NONFINITE))
+        elif kind == "unicode":  # Unicode digits, RTL, emoji, NUL; an encoded lone surrogate
+            each(numbers, *STRANGE_VALUES[:4], "45\x00", b"\xed\xa0\x80")
+            each(words, "h\u0435at", "\u202eheating", b"\xed\xa0\x80")
+        elif kind == "wrong_root":
+            each({**numbers, **words}, '{"state":22.0}', "[22.0]", "null", "")
+        else:
+            raise ValueError(f"unknown malformed kind {kind!r}")
+        return out
+
     def changed(self, force: bool = False) -> dict[str, str]:
         """Climate/switch/fan topics whose payload changed since the last publish."""
         out = {}
@@ -364,6 +432,11 @@ class EsphomeMqtt:
             return
         self.device.switch_fan(level > 0, level if level > 0 else None)
         outcome.apply("fan_speed_level")
+
+
+def fmt_nonfinite(value: float) -> str:
+    """ESPHome's texts for the non-finite floats: ``nan``, ``inf``, ``-inf``."""
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
 
 
 def _host_offline(text: str) -> bool:

@@ -7,9 +7,10 @@ CLI, the HTTP endpoint and the Python API share one set of actions (see
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from pbsim.hostile import NEW_KINDS
 
 #: Shorthand fault kinds for ``--fault`` and ``/sim/control`` -> (action, fixed params).
 #: The optional ``:SECONDS`` becomes the action's duration parameter.
@@ -22,6 +23,10 @@ FAULT_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
     "wrong_types": ("malformed", {"kind": "types"}),
     "oversize": ("malformed", {"kind": "oversize"}),
     "binary": ("malformed", {"kind": "binary"}),
+    **{kind: ("malformed", {"kind": kind}) for kind in NEW_KINDS},
+    "hostile": ("malformed", {"kind": "all"}),
+    "reboot_wipe": ("reboot", {"wipe": True}),
+    "occupy": ("occupy", {}),
     "ptc_short": ("sensor_fault", {"sensor": "ptc", "code": 1}),
     "ptc_open": ("sensor_fault", {"sensor": "ptc", "code": 2}),
     "warehouse_short": ("sensor_fault", {"sensor": "warehouse", "code": 1}),
@@ -30,7 +35,7 @@ FAULT_KINDS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 #: Which parameter ``:SECONDS`` fills for each action.
 DURATION_PARAM = {"silence": "seconds", "refuse": "seconds", "reboot": "down",
-                  "sensor_fault": "seconds"}
+                  "sensor_fault": "seconds", "occupy": "seconds"}
 
 
 @dataclass(frozen=True)
@@ -83,21 +88,3 @@ def optional_bool(params: dict[str, Any], name: str) -> bool | None:
     if value is None or value == "":
         return None
     return parse_bool(value)
-
-
-def malformed_frame(kind: str, size: int) -> str | bytes:
-    """One bad device->client frame: truncated JSON, wrong types, oversized, or binary."""
-    if kind == "json":
-        return '{"settings":{"warehouse_temper":'
-    if kind == "types":
-        return json.dumps(
-            {"settings": {"warehouse_temper": "hot", "work_on": "yes", "work_mode": None,
-                          "set_temp": [45]}}
-        )
-    if kind == "oversize":
-        head = '{"settings":{"warehouse_temper":0,"padding":"'
-        tail = '"}}'
-        return head + "x" * max(0, size - len(head) - len(tail)) + tail
-    if kind == "binary":
-        return b"\x00\xff\xfe not json \x00"
-    raise ValueError(f"unknown malformed kind {kind!r}; use json, types, oversize, binary, all")

@@ -97,11 +97,12 @@ class MqttLink:
         self.connected = False
 
     # -- publishing ------------------------------------------------------------------------
-    def publish(self, topic: str, payload: str, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: str | bytes, retain: bool = False) -> bool:
         if not self.connected:
-            return
+            return False
         self._client.publish(topic, payload, qos=0, retain=retain)
         self.published += 1
+        return True
 
     # -- paho thread -> asyncio loop ------------------------------------------------------
     def _hop(self, func: Callable[..., None], *args: object) -> None:

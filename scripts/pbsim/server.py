@@ -8,8 +8,10 @@ Like the ESP-IDF httpd (``max_open_sockets = 7``), at most ``max_clients``
 WebSocket clients are served; an extra one, or any client while the device is
 rebooting or refusing, has its TCP connection closed at once without an HTTP
 answer (``refuse_style="close"``, the default) or, alternatively, gets a 503
-(``refuse_style="http503"``). No permessage-deflate, no subprotocols and no
-server pings by default: the device's httpd does none of them.
+(``refuse_style="http503"``). ``occupy`` lets phantom clients hold slots for a
+while, to make the device full without opening real connections. No
+permessage-deflate, no subprotocols and no server pings by default: the
+device's httpd does none of them.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class SimServer:
         self.ping_interval = ping_interval
         self.clients: dict[int, Client] = {}
         self._pending: set[ServerConnection] = set()
+        self._phantoms = 0
+        self._phantoms_until = 0.0
         self._next_id = 1
         self._server: Any = None
         self.port = port
@@ -137,7 +141,22 @@ class SimServer:
 
     def _open_count(self) -> int:
         self._pending = {c for c in self._pending if c.protocol.state is State.CONNECTING}
-        return len(self.clients) + len(self._pending)
+        return len(self.clients) + len(self._pending) + self.phantoms
+
+    def occupy(self, count: int, seconds: float) -> None:
+        """Let ``count`` phantom clients hold slots for ``seconds``, to test a full device."""
+        if count < 0:
+            raise ValueError("clients must not be negative")
+        self._phantoms = count
+        self._phantoms_until = time.monotonic() + seconds
+
+    @property
+    def phantoms_remaining(self) -> float:
+        return max(0.0, self._phantoms_until - time.monotonic())
+
+    @property
+    def phantoms(self) -> int:
+        return self._phantoms if self.phantoms_remaining > 0 else 0
 
     # -- WebSocket clients ------------------------------------------------------------------
     async def _handler(self, conn: ServerConnection) -> None:
@@ -156,6 +175,8 @@ class SimServer:
             pass
         finally:
             self.clients.pop(client.id, None)
+            if conn.close_code is not None:  # e.g. 1009: a frame was too big for the client
+                self.journal.count(f"ws_client_close_{conn.close_code}")
             log.info("client %d gone (%d open)", client.id, len(self.clients))
 
     async def send(self, client: Client, text: str) -> None:

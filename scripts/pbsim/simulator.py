@@ -15,12 +15,12 @@ import time
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from pbsim import hostile
 from pbsim.device import FAULT_FIELDS, FAULT_READINGS, Flash
-from pbsim.esphome import EsphomeDevice, EsphomeMqtt, EsphomeOptions
+from pbsim.esphome import EsphomeDevice, EsphomeMqtt, EsphomeOptions, target_band
 from pbsim.faults import (
     FAULT_KINDS,
     ScheduledFault,
-    malformed_frame,
     optional_bool,
     optional_float,
 )
@@ -339,9 +339,7 @@ class Simulator:
         if actions:
             await asyncio.sleep(0.05)
         for action in actions:
-            if action == "factory_reset":
-                self.flash.clear()
-            self.reboot()
+            self.reboot(wipe=action == "factory_reset")
 
     # -- MQTT ----------------------------------------------------------------------------------
     def _start_mqtt(self) -> None:
@@ -448,14 +446,21 @@ class Simulator:
         """Refuse new WebSocket connections for ``seconds`` (open ones stay)."""
         self.refuse_until = time.monotonic() + float(seconds)
 
-    def reboot(self, down: float | None = None, **flash_overrides: Any) -> bool:
+    def reboot(
+        self, down: float | None = None, wipe: bool = False, **flash_overrides: Any
+    ) -> bool:
         """Power-cycle: drop everything, stay down ``down`` s, boot from flash (+ overrides).
 
         Returns False when a reboot is already in progress. With ``work_on`` saved
         true the device resumes heating after the boot with no command at all.
+        ``wipe`` erases the flash first (lost settings): the build boots with its
+        factory defaults, which for stock means off and for ESPHome means HEAT.
         """
         if self._rebooting or not self.running:
             return False
+        if wipe:
+            self.flash.clear()
+            self.journal.count("flash_wipes")
         self._rebooting = True
         wait = self.options.reboot_down_time if down is None else float(down)
         self.down_until = time.monotonic() + wait
@@ -489,15 +494,59 @@ class Simulator:
                 raise TimeoutError("simulator did not come back up")
             await asyncio.sleep(0.02)
 
-    def send_malformed(self, kind: str = "json", count: int = 1, size: int = 65536) -> int:
-        """Send bad frames to all clients: json, types, oversize, binary or all."""
-        kinds = ["json", "types", "oversize", "binary"] if kind == "all" else [kind]
+    def send_malformed(
+        self, kind: str = "json", count: int = 1, size: int | None = None,
+        depth: int = hostile.DEFAULT_DEPTH,
+    ) -> int:
+        """Send hostile payloads (``pbsim.hostile`` kinds, or ``all``); returns how many.
+
+        Every WS client gets the frames; with MQTT they are also published, never
+        retained, on the device's own state topics. The device's state is untouched,
+        so its next regular frame or state is normal again.
+        """
         sent = 0
         for _ in range(int(count)):
-            for one in kinds:
-                sent += self.server.broadcast(malformed_frame(one, int(size)))
-        self.journal.count("malformed_frames_sent", sent)
+            for one in hostile.kinds(kind):
+                n = self._send_hostile(one, size, int(depth))
+                self.journal.count(f"hostile_{one}", n)
+                sent += n
+        self.journal.count("hostile_count", sent)
+        log.info("sent %d hostile payload(s) of kind %s", sent, kind)
         return sent
+
+    def _send_hostile(self, kind: str, size: int | None, depth: int) -> int:
+        oversize = size or hostile.OVERSIZE_BYTES
+        ws_size = size or (hostile.GIANT_WS_BYTES if kind == "giant" else oversize)
+        mqtt_size = size or (hostile.GIANT_MQTT_BYTES if kind == "giant" else oversize)
+        ws = mqtt = 0
+        if self.ws is not None:
+            for frame in self.ws.hostile(kind, ws_size, depth):
+                ws += self.server.broadcast(frame)
+        link = self.mqtt_link
+        if link is not None and link.connected and self.device.up:
+            if self.smqtt is not None:
+                topic = self.smqtt.state_topic
+                for payload in self.smqtt.hostile(kind, mqtt_size, depth):
+                    mqtt += link.publish(topic, payload)
+            if self.esp is not None:
+                for topic, payload in self.esp.hostile(kind, mqtt_size, depth):
+                    mqtt += link.publish(topic, payload)
+        self.journal.count("malformed_frames_sent", ws)
+        self.journal.count("malformed_mqtt_sent", mqtt)
+        return ws + mqtt
+
+    def occupy(self, clients: int | None = None, seconds: float = 10.0) -> int:
+        """Phantom clients hold ``clients`` WebSocket slots (default: all) for ``seconds``.
+
+        New connections are refused as when the device is full; open ones stay.
+        """
+        if self.ws is None:
+            raise ValueError("ESPHome has no WebSocket server to fill")
+        count = self.options.max_clients if clients is None else int(clients)
+        self.server.occupy(count, float(seconds))
+        self.journal.count("occupied")
+        log.info("%d phantom client(s) for %gs", count, seconds)
+        return count
 
     def sensor_fault(
         self, sensor: str, code: int = 1, reading: float | None = None,
@@ -528,19 +577,24 @@ class Simulator:
         work_mode: str | int | None = None,
         set_temp: float | None = None,
     ) -> list[str]:
-        """A front-panel change: applied locally, saved to flash, never pushed to WS clients."""
-        if not isinstance(self.device, StockDevice):
-            raise ValueError("button presses are simulated for the stock firmware only")
+        """A change made at the device: saved to flash, never pushed to WS clients.
+
+        Stock: the front panel (the v1.0.4 state topic shows it at its next
+        publish). ESPHome: its web UI or Home Assistant, published at once.
+        """
         outcome = Outcome()
-        if work_mode is not None:
-            self.device.set_mode(self._mode_from(work_mode))
-            outcome.apply("work_mode")
-        if set_temp is not None:
-            self.device.set_number("set_temp", float(set_temp))
-            outcome.apply("set_temp")
-        if work_on is not None:
-            self.device.set_work_on(bool(work_on))
-            outcome.apply("work_on")
+        if isinstance(self.device, EsphomeDevice):
+            self.device.local_change(work_on, work_mode, set_temp, outcome)
+        else:
+            if work_mode is not None:
+                self.device.set_mode(self._mode_from(work_mode))
+                outcome.apply("work_mode")
+            if set_temp is not None:
+                self.device.set_number("set_temp", float(set_temp))
+                outcome.apply("set_temp")
+            if work_on is not None:
+                self.device.set_work_on(bool(work_on))
+                outcome.apply("work_on")
         payload = {"work_on": work_on, "work_mode": work_mode, "set_temp": set_temp}
         self.journal.record(
             "button", {k: v for k, v in payload.items() if v is not None}, outcome,
@@ -618,10 +672,21 @@ class Simulator:
             }
             if "work_on" in overrides:
                 overrides["work_on"] = optional_bool(p, "work_on")
-            result["started"] = self.reboot(optional_float(p, "down"), **overrides)
+            result["started"] = self.reboot(
+                optional_float(p, "down"), bool(optional_bool(p, "wipe")), **overrides
+            )
         elif action == "malformed":
+            size = optional_float(p, "size")
             result["sent"] = self.send_malformed(
-                p.get("kind", "json"), int(p.get("count", 1)), int(p.get("size", 65536))
+                p.get("kind", "json"), int(p.get("count", 1)),
+                None if size is None else int(size),
+                int(p.get("depth", hostile.DEFAULT_DEPTH)),
+            )
+            result["hostile_count"] = self.journal.counters["hostile_count"]
+        elif action == "occupy":
+            clients = optional_float(p, "clients")
+            result["clients"] = self.occupy(
+                None if clients is None else int(clients), float(p.get("seconds", 10))
             )
         elif action == "sensor_fault":
             result["field"] = self.sensor_fault(
@@ -700,8 +765,8 @@ class Simulator:
             if mode is not None:
                 saved["mode"] = str(mode).lower()
                 touched = True
-            if set_temp is not None:  # a single target maps to low = T, high = T + 2
-                saved["low"], saved["high"] = float(set_temp), float(set_temp) + 2.0
+            if set_temp is not None:
+                saved["low"], saved["high"] = target_band(float(set_temp))
                 touched = True
             if low is not None:
                 saved["low"] = float(low)
@@ -760,10 +825,13 @@ class Simulator:
             "frames_sent": c["frames_sent"],
             "snapshots_sent": c["snapshots_sent"],
             "periodic_frames_sent": c["periodic_frames_sent"],
+            "hostile_count": c["hostile_count"],
             "silent": self.silent,
             "silent_remaining": round(max(0.0, self.silent_until - now), 3),
             "refusing": now < self.refuse_until or not d.up,
             "refuse_remaining": round(max(0.0, self.refuse_until - now), 3),
+            "occupied": self.server.phantoms,
+            "occupied_remaining": round(self.server.phantoms_remaining, 3),
             "counters": dict(c),
             "last_applied_at": dict(self.journal.last_applied_at),
             "recent_frames": list(self.journal.recent),

@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from pbsim.firmware import DRYING_PRESETS, Mode
+from pbsim.hostile import json_payloads
 from pbsim.journal import Outcome
 from pbsim.stock import StockDevice
 from pbsim.stock_ws import is_number, whole_degrees
@@ -75,6 +76,10 @@ class StockMqttProtocol:
             "printer_ip": p.host,
             "printer_name": p.name,
         }
+
+    def hostile(self, kind: str, size: int, depth: int) -> list[str | bytes]:
+        """Hostile payloads (``pbsim.hostile``) shaped like the state message."""
+        return json_payloads(kind, self.state(), None, size, depth)
 
     def handle(self, payload: bytes) -> tuple[Outcome, Any, list[str]]:
         """Apply one command message; returns the outcome, the parsed payload, changed names."""

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pbsim.hostile import json_payloads
 from pbsim.journal import Outcome
 from pbsim.secrets import SECRET_AP_PASSWORD, SECRET_WIFI_PASSWORD, SECRET_WIFI_SSID
 from pbsim.stock import StockDevice
@@ -204,6 +205,14 @@ class StockWsProtocol:
         if not self.device.firmware.v103_features:
             return None
         return {"settings": dict(self.device.faults)}
+
+    def hostile(self, kind: str, size: int, depth: int) -> list[str | bytes]:
+        """Hostile frames (``pbsim.hostile``) shaped like this build's snapshot settings."""
+        settings = self.snapshot()["settings"]
+        first = ("warehouse_temper", "work_on", "work_mode", self.device.firmware.target_key)
+        fields = {key: settings[key] for key in first if key in settings}
+        fields.update(settings)
+        return json_payloads(kind, fields, "settings", size, depth)
 
     def _cal_fields(self) -> dict[str, Any]:
         if not self.options.cal_temp:
