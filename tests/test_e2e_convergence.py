@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from testbed import wait_until
 from testbed.stack import Stack
 
@@ -89,3 +90,83 @@ def test_a_failed_link_task_is_restarted_reported_and_still_obeys(make_stack) ->
     stack.set_target(40)
     stack.wait_sim(heating_at(40), timeout=2.0)
     wait_until(lambda: stack.device()["link_failures"] == 1, 1.0, what="no further failures")
+
+
+# -- every firmware path: hostile input, changes at the device -------------------------
+
+HOSTILE_KINDS = ("json", "types", "oversize", "binary", "deep", "huge_number", "nonfinite",
+                 "unicode", "wrong_root", "giant")
+
+
+def heating_on(firmware: str, target: float):
+    def check(state: dict) -> bool:
+        if firmware == "esphome":
+            esp = state["esphome"]
+            return (esp["mode"] == "heat" and abs(esp["low"] - (target - 0.5)) < 0.01
+                    and abs(esp["high"] - (target + 0.5)) < 0.01)
+        return state["work_on"] is True and state["mode"] == "on" and state["set_temp"] == target
+
+    return check
+
+
+def off_on(firmware: str):
+    def check(state: dict) -> bool:
+        if firmware == "esphome":
+            return state["esphome"]["mode"] == "off"
+        return state["work_on"] is False
+
+    return check
+
+
+@pytest.mark.parametrize("firmware", ["v1.0.3", "stock_mqtt", "esphome"])
+def test_after_every_hostile_frame_the_device_still_obeys(make_stack, firmware: str) -> None:
+    # Before the fix a 400-digit number or a deeply nested frame raised out of
+    # the decoder, ended the link task for good, and nothing reached the
+    # device any more: it kept heating through TURN_OFF_HEATERS.
+    stack: Stack = make_stack(firmware)
+    for kind in HOSTILE_KINDS:
+        stack.set_target(45)
+        stack.wait_sim(heating_on(firmware, 45), timeout=3.0, what=f"heating before {kind}")
+        before = stack.device()
+        sent = stack.sim.control("malformed", kind=kind)["sent"]
+        assert sent >= 1, kind
+        if kind == "giant" and firmware.startswith("v"):
+            # Over the WebSocket client's 1 MiB limit: it must close; the link
+            # reconnects at once.
+            stack.wait_device(lambda d, b=before: d["abrupt_closes"] > b["abrupt_closes"]
+                              and d["link"] == "connected", 3.0, what="reconnect after giant")
+        else:
+            stack.wait_device(lambda d, b=before: d["frames_dropped"] > b["frames_dropped"]
+                              or d["fields_rejected"] > b["fields_rejected"], 3.0,
+                              what=f"{kind} counted")
+        stack.moonraker.gcode("TURN_OFF_HEATERS")
+        stack.wait_sim(off_on(firmware), timeout=2.0, what=f"device off after {kind}")
+        device = stack.device()
+        assert device["link"] == "connected", kind
+        assert device.get("link_failures", 0) == 0, kind
+    assert stack.klippy.client().info()["state"] == "ready"
+    logs = stack.logs()
+    assert "Traceback" not in stack.moonraker.log_text()
+    assert "9" * 50 not in logs and "\\ud800" not in logs  # no raw frame text in the logs
+
+
+@pytest.mark.parametrize("firmware", ["stock_mqtt", "esphome"])
+def test_a_change_at_the_device_is_undone_within_2_s_on_firmwares_that_report_it(
+    make_stack, firmware: str
+) -> None:
+    stack: Stack = make_stack(firmware)
+    stack.set_target(45)
+    stack.wait_sim(heating_on(firmware, 45), timeout=3.0)
+    for change in ({"work_on": 0}, {"set_temp": 38}):
+        stack.sim.control("button", **change)
+        changed = time.monotonic()
+        stack.wait_sim(lambda s: not heating_on(firmware, 45)(s), timeout=2.0,
+                       what=f"the device to show {change}")
+        stack.wait_sim(heating_on(firmware, 45), timeout=3.0, what=f"{change} undone")
+        # Within 2 s of the device's state message (published at most 0.5 s
+        # after the change on v1.0.4, at once on ESPHome).
+        assert time.monotonic() - changed < 2.6, change
+    device = stack.device()
+    assert device["outside_changes"] >= 2
+    change = device["last_outside_change"]
+    assert "while connected" in change["by"] and change["restored_target"] == 45.0
