@@ -49,6 +49,9 @@ class NullRelay:
     def submit(self, controller: DeviceController, report: DeviceReport) -> None:
         self.readings.append(report.chamber_temp)
 
+    def state_changed(self, controller: DeviceController) -> None:
+        pass
+
 
 def make_controller(
     max_target: float = 60.0, klipper_spoke: bool = True

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from .backoff import Backoff
@@ -48,6 +49,9 @@ class PandaBreathDevice:
         self.link = link
         self.supervisor = supervisor
         self.task: asyncio.Task[None] | None = None
+        #: The "unreachable" warning is shown (or its check is scheduled).
+        self.offline_warned = False
+        self.offline_check: asyncio.TimerHandle | None = None
 
 
 class PandaBreath:
@@ -182,6 +186,7 @@ class PandaBreath:
         for device in self.devices.values():
             device.task = self.eventloop.create_task(device.supervisor.run())
         self.eventloop.delay_callback(KLIPPER_GRACE_S, self._end_startup_grace)
+        self._check_reachability()
 
     def _end_startup_grace(self) -> None:
         for device in self.devices.values():
@@ -270,7 +275,48 @@ class PandaBreath:
             raise self.server.error(f"no panda_breath device named '{name}'", 404)
         return {"name": name, "injected": device.supervisor.inject_failure()}
 
+    # Unreachable devices ------------------------------------------------------
+
+    def _check_reachability(self) -> None:
+        """Warn in every UI when a device has been out of reach for a while.
+
+        At target 0 nothing else would show an outage: the heater object
+        just keeps its last temperature.
+        """
+        for device in self.devices.values():
+            since = device.link.down_since
+            warn_id = f"panda_breath_offline_{device.cfg.name}"
+            if since is None or self._closing:
+                if device.offline_check is not None:
+                    device.offline_check.cancel()
+                    device.offline_check = None
+                if device.offline_warned:
+                    device.offline_warned = False
+                    self.server.remove_warning(warn_id)
+                continue
+            wait = since + device.cfg.offline_warning_delay - time.time()
+            if wait > 0:
+                if device.offline_check is None:
+                    device.offline_check = self.eventloop.delay_callback(
+                        wait + 0.05, self._offline_check_due, device
+                    )
+            elif not device.offline_warned:
+                device.offline_warned = True
+                reason = device.link.last_error or "no connection yet"
+                self.server.add_warning(
+                    f"[{device.cfg.section}]: the Panda Breath has been unreachable since "
+                    f"{time.strftime('%H:%M:%S', time.localtime(since))} ({reason}). "
+                    "Klipper's chamber reading is not current; targets cannot reach the "
+                    "device.",
+                    warn_id=warn_id,
+                )
+
+    def _offline_check_due(self, device: PandaBreathDevice) -> None:
+        device.offline_check = None
+        self._check_reachability()
+
     def _schedule_notify(self) -> None:
+        self._check_reachability()
         if self._notify_handle is not None or self._closing:
             return
         now = self.eventloop.get_loop_time()

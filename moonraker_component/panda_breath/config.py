@@ -36,6 +36,7 @@ class DeviceConfig:
     silence_timeout: float = 10.0
     reconnect_max_delay: float = 5.0
     reassert_interval: float = 20.0
+    offline_warning_delay: float = 30.0
     # MQTT firmwares (stock_mqtt, esphome).
     topic_prefix: str | None = None
     device_id: str | None = None
@@ -128,6 +129,9 @@ def read_device_config(config: Any) -> DeviceConfig:
     # stands at most this long).
     cfg.reassert_interval = reader.read(
         config.getfloat, "reassert_interval", 20.0, minval=5.0, maxval=60.0
+    )
+    cfg.offline_warning_delay = reader.read(
+        config.getfloat, "offline_warning_delay", 30.0, minval=5.0, maxval=3600.0
     )
     _read_mqtt_options(config, reader, cfg)
     return cfg

@@ -26,10 +26,18 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from .link import DeviceLink
-from .model import MODE_ON, MODE_STANDBY, DeviceReport, clamp_target
+from .model import (
+    MODE_DRYING,
+    MODE_ON,
+    MODE_STANDBY,
+    DeviceReport,
+    clamp_target,
+    device_degrees,
+)
+from .typing_compat import Protocol
 
 #: Heating writes closer together than this are merged into one (the latest).
 COALESCE_S = 0.1
@@ -58,6 +66,9 @@ BY_RECONNECT = (
 class TemperatureRelay(Protocol):
     def submit(self, controller: DeviceController, report: DeviceReport) -> None:
         """Forward a reading to Klipper; the reply's target comes back via adopt_klipper_target."""
+
+    def state_changed(self, controller: DeviceController) -> None:
+        """Link, fault, power or set point changed: tell Klipper, with or without a reading."""
 
 
 class DeviceController:
@@ -133,7 +144,7 @@ class DeviceController:
         if clamped != self.target:
             self.target = clamped
             self.target_version += 1
-            self.on_status_changed()
+            self._changed()
         # Written even when unchanged: Klipper setting the same target again
         # (after the device was switched off at its panel) must reach it.
         self._write_desired(urgent=False)
@@ -167,7 +178,7 @@ class DeviceController:
             self._write_desired(urgent=True)
         else:
             self._try_sync()
-        self.on_status_changed()
+        self._changed()
 
     def assume_off_if_unknown(self) -> None:
         """The start-up grace is over and Klipper never said a target: it is 0."""
@@ -185,17 +196,17 @@ class DeviceController:
         # Wait for the snapshot (it names the firmware version and its real
         # on/off state); write blind only if it does not come.
         self._snapshot_timer = loop.call_later(SNAPSHOT_WAIT_S, self._snapshot_wait_over)
-        self.on_status_changed()
+        self._changed()
 
     def on_link_down(self, reason: str) -> None:
         for handle in (self._snapshot_timer, self._trailing, self._correction_timer,
                        self._reassert_timer):
             self._cancel(handle)
         self._synced_since_connect = False
-        self.on_status_changed()
+        self._changed()
 
     def on_link_changed(self) -> None:
-        self.on_status_changed()
+        self._changed()
 
     def on_report(self, report: DeviceReport) -> None:
         changed = self._absorb(report)
@@ -209,9 +220,30 @@ class DeviceController:
         if report.chamber_temp is not None:
             self.relay.submit(self, report)
         if changed:
-            self.on_status_changed()
+            self._changed()
 
     # Internals ---------------------------------------------------------------
+
+    def _changed(self) -> None:
+        self.on_status_changed()
+        self.relay.state_changed(self)
+
+    def power(self) -> float:
+        """The heater's output as Klipper shows it (0.0 or 1.0).
+
+        The relay state where the firmware reports it (ESPHome's climate
+        action); otherwise the device's commanded state: on, in a heating
+        mode, and below its set point (stock WebSocket and v1.0.4 MQTT).
+        """
+        if self.faults:
+            return 0.0
+        if self.heater_on is not None:
+            return 1.0 if self.heater_on else 0.0
+        if not (self.work_on and self.mode in (MODE_ON, MODE_DRYING)):
+            return 0.0
+        if self.chamber_temp is None or self.device_target is None:
+            return 0.0
+        return 1.0 if self.chamber_temp < self.device_target else 0.0
 
     def effective_target(self) -> float:
         """What the device must do now: off while it reports a fault."""
@@ -385,7 +417,20 @@ class DeviceController:
         elif wanted > 0:
             self._last_heat_write = time.monotonic()
         if link.send_target(wanted) and not link.reports_settings:
+            self._assume_accepted(wanted)
             self._schedule_reassert()
+
+    def _assume_accepted(self, wanted: float) -> None:
+        """The stock WebSocket echoes nothing: what it accepted is what was written."""
+        before = self._observed()
+        if wanted > 0:
+            self.work_on = True
+            self.mode = MODE_ON
+            self.device_target = float(device_degrees(wanted))
+        else:
+            self.work_on = False  # its set point stays what it was
+        if self._observed() != before:
+            self._changed()
 
     def _schedule_reassert(self) -> None:
         self._cancel(self._reassert_timer)
@@ -422,6 +467,7 @@ class DeviceController:
             "mode": self.mode,
             "device_target": self.device_target,
             "heater_on": self.heater_on,
+            "power": self.power(),
             "drying_remaining_s": self.drying_remaining_s,
             "faults": dict(self.faults),
             "online": self.online,

@@ -6,6 +6,11 @@ wait would never see the temperature it waits for.  Each reply carries the
 heater's current target, and a status subscription (renewed on every
 ``klippy_ready``, as Moonraker drops subscriptions on disconnect) reports
 target changes too, so a lost remote-method call is reconciled within a push.
+
+Klipper's heater object also shows the link, fault, power and the device's
+set point.  Those change without a reading (an outage brings no frames), so
+every change of them is pushed at once, without a temperature; only device
+readings carry one, and Klipper's staleness check stays honest.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ class KlippyRelay:
         self.ready = False
         self.controllers: dict[str, DeviceController] = {}
         self._in_flight: set[str] = set()
-        self._pending: dict[str, DeviceReport] = {}
+        #: heater -> the next push: a reading, or None for the state alone.
+        self._pending: dict[str, DeviceReport | None] = {}
+        #: heater -> the state Klipper was last told.
+        self._pushed_state: dict[str, tuple[Any, ...]] = {}
         self.push_errors: dict[str, str | None] = {}
         self.last_push: dict[str, float] = {}
         self.heater_found: dict[str, bool | None] = {}
@@ -47,8 +55,21 @@ class KlippyRelay:
         """Queue the newest reading; at most one push per heater is in flight."""
         if not self.ready:
             return
+        self._pending[controller.heater] = report
+        self._start(controller)
+
+    def state_changed(self, controller: DeviceController) -> None:
+        """Queue a push of the state alone, unless Klipper already has it."""
         heater = controller.heater
-        self._pending[heater] = report
+        if not self.ready or heater in self._pending:
+            return  # a queued push carries the newest state anyway
+        if self._pushed_state.get(heater) == _state_key(_state_params(controller)):
+            return
+        self._pending[heater] = None
+        self._start(controller)
+
+    def _start(self, controller: DeviceController) -> None:
+        heater = controller.heater
         if heater not in self._in_flight:
             self._in_flight.add(heater)
             self.eventloop.create_task(self._push_loop(controller))
@@ -62,24 +83,21 @@ class KlippyRelay:
         finally:
             self._in_flight.discard(heater)
 
-    async def _push(self, controller: DeviceController, report: DeviceReport) -> None:
+    async def _push(self, controller: DeviceController, report: DeviceReport | None) -> None:
         heater = controller.heater
-        params: dict[str, Any] = {"heater": heater, "temperature": report.chamber_temp}
-        heater_on = report.heater_on if report.heater_on is not None else controller.heater_on
-        if heater_on is not None:
-            params["heater_on"] = bool(heater_on)
-        if controller.device_target is not None:
-            params["device_target"] = float(controller.device_target)
-        if controller.link is not None:
-            params["link"] = controller.link.state
-        params["fault"] = ", ".join(sorted(controller.faults)) or None
+        state = _state_params(controller)
+        params: dict[str, Any] = {"heater": heater, **state}
+        if report is not None and report.chamber_temp is not None:
+            params["temperature"] = report.chamber_temp
         seen_version = controller.target_version
         try:
             result = await self.klippy_apis._send_klippy_request(UPDATE_ENDPOINT, params)
         except Exception as exc:  # noqa: BLE001 - Klippy errors arrive as ServerError
             self._push_failed(controller, str(exc))
             return
-        self.last_push[heater] = self.eventloop.get_loop_time()
+        self._pushed_state[heater] = _state_key(state)
+        if "temperature" in params:
+            self.last_push[heater] = self.eventloop.get_loop_time()
         if self.push_errors.get(heater) is not None or not self.heater_found.get(heater):
             self.push_errors[heater] = None
             self.heater_found[heater] = True
@@ -111,6 +129,16 @@ class KlippyRelay:
         self.ready = True
         if not self.controllers:
             return
+        # The reading first, before anything else: Klipper refuses a target
+        # once stale_timeout has passed without one, and a queued print or a
+        # [delayed_gcode] may set one right now.
+        for controller in self.controllers.values():
+            link = controller.link
+            fresh = link is not None and link.is_up() and (link.last_frame_age() or 0) < 10
+            if controller.chamber_temp is not None and fresh:
+                self.submit(controller, DeviceReport(chamber_temp=controller.chamber_temp))
+            else:
+                self.state_changed(controller)
         objects: dict[str, list[str] | None] = {
             OBJECT_PREFIX + heater: ["target"] for heater in self.controllers
         }
@@ -121,17 +149,11 @@ class KlippyRelay:
             logging.info("panda_breath: subscribing to heater targets failed: %s", exc)
             return
         self._on_status_update(status)
-        # Feed the heater at once rather than at the device's next frame, so
-        # Klipper accepts a target right after it (re)starts.
-        for controller in self.controllers.values():
-            link = controller.link
-            fresh = link is not None and link.is_up() and (link.last_frame_age() or 0) < 10
-            if controller.chamber_temp is not None and fresh:
-                self.submit(controller, DeviceReport(chamber_temp=controller.chamber_temp))
 
     def on_klippy_gone(self) -> None:
         self.ready = False
         self._pending.clear()
+        self._pushed_state.clear()
 
     async def _check_heaters(self) -> None:
         try:
@@ -156,9 +178,14 @@ class KlippyRelay:
                 )
                 continue
             self._clear_warning(heater)
-            max_temp = settings.get(full_name, {}).get("max_temp")
-            if isinstance(max_temp, (int, float)) and not isinstance(max_temp, bool):
-                controller.max_target = min(controller.device_max_target, float(max_temp))
+            # Targets are limited by the heater's device_max_temp (and, on
+            # older extras, by max_temp, which used to be the target limit too).
+            section = settings.get(full_name, {})
+            limits = [controller.device_max_target] + [
+                float(value) for value in (section.get("device_max_temp"), section.get("max_temp"))
+                if isinstance(value, (int, float)) and not isinstance(value, bool)
+            ]
+            controller.max_target = min(limits)
             controller.on_status_changed()
 
     def _on_status_update(self, status: dict[str, Any], eventtime: float | None = None) -> None:
@@ -187,3 +214,21 @@ class KlippyRelay:
             "last_push_age": None if last is None else round(now - last, 2),
             "push_error": self.push_errors.get(heater),
         }
+
+
+def _state_params(controller: DeviceController) -> dict[str, Any]:
+    """What Klipper's heater object shows besides the reading."""
+    params: dict[str, Any] = {
+        "power": controller.power(),
+        "link": controller.link.state if controller.link is not None else None,
+        "fault": ", ".join(sorted(controller.faults)) or None,
+    }
+    if controller.heater_on is not None:
+        params["heater_on"] = bool(controller.heater_on)
+    if controller.device_target is not None:
+        params["device_target"] = float(controller.device_target)
+    return params
+
+
+def _state_key(params: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(sorted(params.items()))

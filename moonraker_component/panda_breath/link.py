@@ -12,9 +12,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any
 
 from .model import DeviceReport
+from .typing_compat import Protocol
 
 LINK_CONNECTING = "connecting"
 LINK_CONNECTED = "connected"
@@ -61,6 +62,9 @@ class DeviceLink(abc.ABC):
         self.last_error: str | None = None
         self.last_frame_time: float | None = None
         self.connected_since: float | None = None
+        #: Wall-clock time since which the device has been out of reach
+        #: (Moonraker's start until the first connection); None while connected.
+        self.down_since: float | None = time.time()
         self._pending_writes: list[asyncio.Future[Any]] = []
         #: message -> (last time logged, occurrences since then)
         self._logged: dict[str, tuple[float, int]] = {}
@@ -117,12 +121,17 @@ class DeviceLink(abc.ABC):
             "fields_rejected": self.fields_rejected,
             "last_frame_age": None if age is None else round(age, 2),
             "last_error": self.last_error,
+            "unreachable_since": self.down_since,
         }
 
     # Helpers for subclasses -------------------------------------------------
 
     def _set_state(self, state: str) -> None:
         if state != self.state:
+            if state == LINK_CONNECTED:
+                self.down_since = None
+            elif self.state == LINK_CONNECTED:
+                self.down_since = time.time()
             self.state = state
             self.listener.on_link_changed()
 

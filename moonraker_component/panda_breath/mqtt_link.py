@@ -25,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from .link import (
     LINK_CLOSED,
@@ -37,6 +37,7 @@ from .link import (
 )
 from .model import MODE_ON, DeviceReport, FrameError
 from .mqtt_common import Publish
+from .typing_compat import Protocol
 
 #: Commands and heartbeats are sent at least once (the broker acknowledges
 #: them, so ``flush`` at shutdown means "the broker has the OFF").

@@ -27,8 +27,7 @@ path: {gcodes}
 HEATER_SECTION = """\
 [heater_panda_breath {heater}]
 min_temp: 0
-max_temp: {max_temp}
-stale_timeout: {stale_timeout}
+{max_temp}stale_timeout: {stale_timeout}
 """
 
 
@@ -39,11 +38,14 @@ def base_printer_cfg(gcodes: Path, extra: str = "") -> str:
 
 
 def printer_cfg(
-    gcodes: Path, heater: str = "chamber", max_temp: float = 60,
+    gcodes: Path, heater: str = "chamber", max_temp: float | None = None,
     stale_timeout: float = 30.0, extra: str = "",
 ) -> str:
     """The base printer.cfg with one [heater_panda_breath] section."""
-    section = HEATER_SECTION.format(heater=heater, max_temp=max_temp, stale_timeout=stale_timeout)
+    section = HEATER_SECTION.format(
+        heater=heater, stale_timeout=stale_timeout,
+        max_temp="" if max_temp is None else f"max_temp: {max_temp}\n",
+    )
     return base_printer_cfg(gcodes, section + ("\n" + extra if extra else ""))
 
 

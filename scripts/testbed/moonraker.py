@@ -56,7 +56,10 @@ class Moonraker:
         port: int | None = None,
         cors_domains: tuple[str, ...] = (),
         debug: bool = False,
+        python: Path | None = None,
     ) -> None:
+        #: The interpreter of the Moonraker venv (default: .venvs/moonraker).
+        self.python = Path(python) if python is not None else MOONRAKER_PYTHON
         #: Moonraker's ``-g``: registers debug endpoints such as the
         #: component's /debug/panda_breath/fail_link fault injector.
         self.debug = debug
@@ -87,14 +90,14 @@ class Moonraker:
         self.config_path.write_text(text + "\n" + self.extra_config)
 
     def start(self, timeout: float = 20.0) -> None:
-        if not MOONRAKER_PYTHON.exists():
-            raise ProcessError(f"{MOONRAKER_PYTHON} missing: run scripts/bootstrap")
+        if not self.python.exists():
+            raise ProcessError(f"{self.python} missing: run scripts/bootstrap")
         self.write_config()
         self.workdir.mkdir(parents=True, exist_ok=True)
         out = open(self.stdout_path, "ab")
         self.proc = subprocess.Popen(
             [
-                str(MOONRAKER_PYTHON), "-m", "moonraker",
+                str(self.python), "-m", "moonraker",
                 "-d", str(self.data_path),
                 "-c", str(self.config_path),
                 "-l", str(self.log_path),

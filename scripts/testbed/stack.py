@@ -109,6 +109,7 @@ def start_stack(
     moonraker_port: int | None = None,
     cors_domains: tuple[str, ...] = (),
     moonraker_debug: bool = False,
+    moonraker_python: Path | None = None,
     stack_class: type[S] = Stack,  # type: ignore[assignment]
 ) -> S:
     """Start every part and return once Klipper's heater has its first reading.
@@ -154,6 +155,7 @@ def start_stack(
             workdir / "moonraker", klippy.socket_path,
             extra_config=panda + extra_moonraker_config,
             port=moonraker_port, cors_domains=cors_domains, debug=moonraker_debug,
+            python=moonraker_python,
         )
         moonraker.start()
         parts.append(moonraker)
