@@ -53,3 +53,15 @@ def test_refuses_to_replace_a_real_file_or_guess_a_missing_directory(tmp_path: P
     assert result.returncode == 1 and "is not a link" in result.stderr
     missing = run("--klipper", str(tmp_path / "nowhere"), "--moonraker", str(tmp_path))
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_bootstrap_finds_system_libraries_with_an_ordinary_users_path() -> None:
+    # Debian and Raspberry Pi OS give a normal user no /usr/sbin on PATH, where
+    # ldconfig lives; bootstrap used to report libsodium23 missing then.
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "bootstrap")],
+        env={"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(Path.home())},
+        capture_output=True, text=True, timeout=600,
+    )
+    assert "missing system packages" not in result.stderr, result.stderr
+    assert result.returncode == 0, result.stderr[-2000:]
