@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 from .backoff import Backoff
 from .config import MQTT_FIRMWARES, DeviceConfig, read_device_config
 from .controller import KLIPPER_GRACE_S, DeviceController
+from .drying_device import create_drying_device
+from .drying_device import device_name as drying_device_name
 from .esphome_mqtt import EsphomeMqttProtocol
 from .klippy_relay import KlippyRelay
 from .link import DeviceLink
@@ -49,6 +51,9 @@ class PandaBreathDevice:
         self.link = link
         self.supervisor = supervisor
         self.task: asyncio.Task[None] | None = None
+        #: Moonraker power device for the drying cycle (firmwares that have one).
+        self.drying_device: Any = None
+        self.section_config: Any = None
         #: The "unreachable" warning is shown (or its check is scheduled).
         self.offline_warned = False
         self.offline_check: asyncio.TimerHandle | None = None
@@ -65,6 +70,8 @@ class PandaBreath:
         self._closing = False
         #: Moonraker's own MQTT client, loaded when a section needs it.
         self.mqtt: Any = None
+        #: Moonraker's power component, which lists our drying devices.
+        self.power: Any = None
         self._mqtt_problem: str | None = None
         for section in _device_sections(config):
             self._add_device(config.getsection(section))
@@ -112,7 +119,11 @@ class PandaBreath:
             link, Backoff(first=0.25, cap=cfg.reconnect_max_delay),
             lambda failure: self._on_link_failure(cfg, failure),
         )
-        self.devices[cfg.name] = PandaBreathDevice(cfg, controller, link, supervisor)
+        device = PandaBreathDevice(cfg, controller, link, supervisor)
+        device.section_config = section_config
+        self.devices[cfg.name] = device
+        if link.supports_drying and self.power is None:
+            self.power = _load_power(self.server, section_config)
 
     def _make_link(self, cfg: DeviceConfig, controller: DeviceController) -> DeviceLink:
         if cfg.firmware == "stock":
@@ -185,8 +196,32 @@ class PandaBreath:
         self.relay.klippy_apis = self.server.lookup_component("klippy_apis")
         for device in self.devices.values():
             device.task = self.eventloop.create_task(device.supervisor.run())
+        await self._add_drying_devices()
         self.eventloop.delay_callback(KLIPPER_GRACE_S, self._end_startup_grace)
         self._check_reachability()
+
+    async def _add_drying_devices(self) -> None:
+        if self.power is None:
+            return
+        for device in self.devices.values():
+            if not device.link.supports_drying:
+                continue
+            name = drying_device_name(device.cfg.name)
+            try:
+                power_device = create_drying_device(
+                    device.section_config, device.controller, name,
+                    device.cfg.drying_temperature, device.cfg.drying_hours,
+                )
+                await self.power.add_device(name, power_device)
+            except Exception as exc:  # noqa: BLE001 - drying is optional; heating goes on
+                logging.exception("panda_breath [%s]: power device not added", device.cfg.name)
+                self.server.add_warning(
+                    f"[{device.cfg.section}]: the power device '{name}' could not be added "
+                    f"({exc}); drying from the UIs is not available.",
+                    warn_id=f"panda_breath_drying_{device.cfg.name}",
+                )
+                continue
+            device.drying_device = power_device
 
     def _end_startup_grace(self) -> None:
         for device in self.devices.values():
@@ -317,6 +352,9 @@ class PandaBreath:
 
     def _schedule_notify(self) -> None:
         self._check_reachability()
+        for device in self.devices.values():
+            if device.drying_device is not None:
+                device.drying_device.sync()
         if self._notify_handle is not None or self._closing:
             return
         now = self.eventloop.get_loop_time()
@@ -355,6 +393,15 @@ def _load_mqtt(server: Any, config: Any) -> tuple[Any, str | None]:
             "/server/info lists it under failed_components)."
         )
     return mqtt, None
+
+
+def _load_power(server: Any, config: Any) -> Any:
+    """Moonraker's power component (loaded here if no [power] section asked for it)."""
+    try:
+        return server.load_component(config, "power", None)
+    except Exception as exc:  # noqa: BLE001 - drying from the UIs is optional
+        logging.info("panda_breath: Moonraker's power component is unavailable: %s", exc)
+        return None
 
 
 def _device_sections(config: Any) -> list[str]:

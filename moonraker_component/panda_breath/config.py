@@ -12,7 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .model import DEVICE_MAX_TARGET, PATCHED_MAX_TARGET
+from .model import (
+    DEVICE_MAX_TARGET,
+    DRYING_HOURS_RANGE,
+    DRYING_TEMP_RANGE,
+    PATCHED_MAX_TARGET,
+)
 from .mqtt_common import is_topic_level, is_topic_prefix
 
 FIRMWARES = ("stock", "stock_mqtt", "esphome")
@@ -37,6 +42,8 @@ class DeviceConfig:
     reconnect_max_delay: float = 5.0
     reassert_interval: float = 20.0
     offline_warning_delay: float = 30.0
+    drying_temperature: int = 55
+    drying_hours: int = 6
     # MQTT firmwares (stock_mqtt, esphome).
     topic_prefix: str | None = None
     device_id: str | None = None
@@ -129,6 +136,15 @@ def read_device_config(config: Any) -> DeviceConfig:
     # stands at most this long).
     cfg.reassert_interval = reader.read(
         config.getfloat, "reassert_interval", 20.0, minval=5.0, maxval=60.0
+    )
+    # The power device "Panda Breath drying": the device's own drying cycle.
+    cfg.drying_temperature = reader.read(
+        config.getint, "drying_temperature", 55, minval=DRYING_TEMP_RANGE[0],
+        maxval=min(DRYING_TEMP_RANGE[1], int(cfg.device_max_temp)),
+    )
+    cfg.drying_hours = reader.read(
+        config.getint, "drying_hours", 6, minval=DRYING_HOURS_RANGE[0],
+        maxval=DRYING_HOURS_RANGE[1],
     )
     cfg.offline_warning_delay = reader.read(
         config.getfloat, "offline_warning_delay", 30.0, minval=5.0, maxval=3600.0

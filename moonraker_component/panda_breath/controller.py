@@ -17,6 +17,9 @@ Klipper's target is the truth.  The controller:
   the desired state every ``reassert_interval`` seconds, since a change at
   the device would otherwise stand until the next reconnect;
 * treats a device sensor fault as "must be off" until it clears;
+* runs the device's own drying cycle when asked (Moonraker's power device)
+  and adopts one started at the device instead of switching it off; see
+  ``start_drying``;
 * relays every chamber reading to Klipper.
 """
 
@@ -26,6 +29,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from .link import DeviceLink
@@ -50,6 +54,40 @@ CORRECTION_INTERVAL_S = 1.0
 REASSERT_INTERVAL_S = 20.0
 #: How long after start-up an unknown Klipper target is waited for before it counts as 0.
 KLIPPER_GRACE_S = 10.0
+
+
+#: After our drying command, a state still showing no drying is in flight, not an end.
+DRYING_SETTLE_S = 2.0
+
+
+class DryingError(Exception):
+    """A drying request that cannot be carried out now; the message says why."""
+
+
+@dataclass
+class DryingRun:
+    """A drying cycle running on the device, started by us or at the device."""
+
+    source: str
+    temperature: int | None
+    hours: int | None
+    remaining_s: float | None
+    #: monotonic time ``remaining_s`` was known
+    remaining_at: float
+
+    def remaining(self, now: float) -> float | None:
+        if self.remaining_s is None:
+            return None
+        return max(0.0, self.remaining_s - (now - self.remaining_at))
+
+    def describe(self, now: float) -> dict[str, Any]:
+        remaining = self.remaining(now)
+        return {
+            "source": self.source,
+            "temperature": self.temperature,
+            "hours": self.hours,
+            "remaining_s": None if remaining is None else round(remaining),
+        }
 
 
 #: Who changed the device, as far as the bridge can tell.
@@ -115,6 +153,9 @@ class DeviceController:
         #: Periodic re-asserts written (links that report no settings).
         self.reasserts = 0
         self.reassert_interval = reassert_interval
+        #: The drying cycle running on the device, if any.
+        self.drying: DryingRun | None = None
+        self._drying_sent_at = 0.0
         # Write pacing.
         self._synced_since_connect = False
         #: The device said something on this connection (or we gave up waiting).
@@ -141,6 +182,9 @@ class DeviceController:
                 "panda_breath [%s]: target %.1f clamped to %.1f", self.name, target, clamped
             )
         self.target_source = source
+        if clamped > 0 and self.drying is not None:
+            # The print needs the chamber: Klipper's target wins over drying.
+            self._end_drying("drying ended: Klipper set the chamber to %.0f" % clamped)
         if clamped != self.target:
             self.target = clamped
             self.target_version += 1
@@ -167,6 +211,7 @@ class DeviceController:
         if self.target > 0 or self.is_device_heating():
             logging.info("panda_breath [%s]: switching off (%s)", self.name, reason)
         self.last_event = "off: %s" % reason
+        self.drying = None  # a safety event ends drying too
         self.target_known = True
         self.requested_target = 0.0
         self.target_source = reason
@@ -179,6 +224,71 @@ class DeviceController:
         else:
             self._try_sync()
         self._changed()
+
+    # Drying (Moonraker's power device) ------------------------------------------
+
+    def start_drying(self, temperature: int, hours: int) -> None:
+        """Start the device's drying cycle; DryingError says why it cannot be done now.
+
+        A drying run is the device's own job, like a power device: Klipper's
+        target 0 (TURN_OFF_HEATERS, idle timeout) leaves it running, a
+        Klipper target above 0 ends it (the print needs the chamber), and
+        Klipper shutdown, M112, Klipper or Moonraker going away end it.
+        """
+        link = self.link
+        if link is None or not link.supports_drying:
+            raise DryingError("this firmware has no drying cycle the bridge can start")
+        if self.target > 0:
+            raise DryingError(
+                "Klipper heats the chamber to %.0f °C; set its target to 0 first" % self.target
+            )
+        if self.faults:
+            raise DryingError("the device reports %s" % ", ".join(sorted(self.faults)))
+        if not link.is_up() or not self._synced_since_connect:
+            raise DryingError("the device is not reachable")
+        if not link.send_drying(temperature, hours):
+            raise DryingError("the device is not reachable")
+        now = time.monotonic()
+        self._drying_sent_at = now
+        self.drying = DryingRun("Moonraker", temperature, hours, hours * 3600.0, now)
+        if not link.reports_settings:
+            self.work_on = True
+            self.mode = MODE_DRYING
+        self.last_event = "drying started: %d °C for %d h" % (temperature, hours)
+        logging.info("panda_breath [%s]: %s", self.name, self.last_event)
+        self._changed()
+
+    def stop_drying(self) -> None:
+        """End a drying run (power device off): the device goes off."""
+        if self.drying is None:
+            return
+        self._end_drying("drying stopped")
+        self._write_desired(urgent=True)
+        self._changed()
+
+    def _end_drying(self, event: str) -> None:
+        self.drying = None
+        self.last_event = event
+        logging.info("panda_breath [%s]: %s", self.name, event)
+
+    def _track_drying(self, report: DeviceReport) -> None:
+        """Adopt a drying run started at the device; notice when one ends."""
+        running = report.drying
+        if running is None and report.mode is not None and report.work_on is not None:
+            running = report.mode == MODE_DRYING and report.work_on
+        if running is None:
+            return
+        now = time.monotonic()
+        if running:
+            if self.drying is None and self.effective_target() == 0:
+                self.drying = DryingRun("device", None, None, report.drying_remaining_s, now)
+                self.last_event = "drying started at the device; adopted"
+                logging.info("panda_breath [%s]: %s", self.name, self.last_event)
+            elif self.drying is not None and report.drying_remaining_s is not None:
+                self.drying.remaining_s = report.drying_remaining_s
+                self.drying.remaining_at = now
+        elif self.drying is not None and now - self._drying_sent_at >= DRYING_SETTLE_S:
+            self._end_drying("drying ended")
 
     def assume_off_if_unknown(self) -> None:
         """The start-up grace is over and Klipper never said a target: it is 0."""
@@ -209,7 +319,10 @@ class DeviceController:
         self._changed()
 
     def on_report(self, report: DeviceReport) -> None:
+        drying_before = self.drying
         changed = self._absorb(report)
+        self._track_drying(report)
+        changed = changed or self.drying is not drying_before
         if not self._synced_since_connect:
             self._device_heard = True
             if report.snapshot:
@@ -280,6 +393,8 @@ class DeviceController:
                 )
             fault_cleared = bool(self.faults) and not report.faults
             self.faults = dict(report.faults)
+            if report.faults and self.drying is not None:
+                self._end_drying("drying ended: the device reports a fault")
             if report.faults or fault_cleared:
                 self._write_desired(urgent=True)
         if report.chamber_temp is None and "chamber_sensor" in self.faults:
@@ -305,7 +420,9 @@ class DeviceController:
             return
         self._cancel(self._snapshot_timer)
         self._synced_since_connect = True
-        if self.effective_target() == 0 and self.is_device_heating():
+        if self.effective_target() == 0 and self.drying is not None:
+            pass  # a drying run, adopted or ours: not uncommanded heat
+        elif self.effective_target() == 0 and self.is_device_heating():
             self._note_uncommanded_heating()
         elif self._snapshot is not None:
             changed = self._differences(self._snapshot, self.effective_target())
@@ -316,6 +433,8 @@ class DeviceController:
 
     def _reconcile(self, report: DeviceReport) -> None:
         wanted = self.effective_target()
+        if wanted == 0 and self.drying is not None:
+            return  # the device dries; that is what was asked (or adopted)
         changed = self._differences(report, wanted)
         if not changed:
             return
@@ -405,6 +524,8 @@ class DeviceController:
         if link is None or not link.is_up() or not self._synced_since_connect:
             return  # resent in full once the link is up and synced
         wanted = self.effective_target()
+        if wanted == 0 and self.drying is not None:
+            return  # off would end the drying run
         self._cancel(self._trailing)
         if wanted > 0 and not urgent:
             now = time.monotonic()
@@ -444,6 +565,14 @@ class DeviceController:
         link = self.link
         if link is None or not link.is_up() or not self._synced_since_connect:
             return
+        if self.drying is not None:
+            # Re-sending the drying start would restart its countdown; the
+            # stock WebSocket shows no end, so it is over when it should be.
+            remaining = self.drying.remaining(time.monotonic())
+            if remaining is None or remaining > 0:
+                self._schedule_reassert()
+                return
+            self._end_drying("drying ended (its time is up)")
         self.reasserts += 1
         self._write_desired(urgent=True)
 
@@ -476,6 +605,7 @@ class DeviceController:
             "outside_changes": self.outside_changes,
             "last_outside_change": self.last_outside_change,
             "reasserts": self.reasserts,
+            "drying": None if self.drying is None else self.drying.describe(time.monotonic()),
         }
         if self.link is not None:
             info.update(self.link.describe())

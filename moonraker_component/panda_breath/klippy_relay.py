@@ -16,6 +16,7 @@ readings carry one, and Klipper's staleness check stays honest.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from .model import DeviceReport
@@ -227,6 +228,15 @@ def _state_params(controller: DeviceController) -> dict[str, Any]:
         params["heater_on"] = bool(controller.heater_on)
     if controller.device_target is not None:
         params["device_target"] = float(controller.device_target)
+    drying = controller.drying
+    if drying is not None:
+        remaining = drying.remaining(time.monotonic())
+        # Whole minutes: the extra counts down between pushes, so the state
+        # (and a push) changes at most once a minute.
+        params["drying"] = True
+        params["drying_remaining"] = None if remaining is None else 60.0 * round(remaining / 60)
+    else:
+        params["drying"] = False
     return params
 
 

@@ -85,6 +85,13 @@ class DeviceLink(abc.ABC):
         device may have changed since (front panel, web UI, another client).
         """
 
+    #: Whether the firmware has a drying cycle the bridge can start.
+    supports_drying = False
+
+    def send_drying(self, temperature: int, hours: int) -> bool:
+        """Start the device's own drying cycle; False if the link is down or it has none."""
+        return False
+
     def abandon(self, reason: str) -> None:
         """The task running ``run()`` died: forget the session so ``run()`` can start over."""
         was_up = self.state == LINK_CONNECTED

@@ -46,6 +46,8 @@ class DeviceReport:
     firmware_version: str | None = None
     online: bool | None = None
     drying_remaining_s: float | None = None
+    #: A drying cycle is running (``isrunning`` / ``drying_running``).
+    drying: bool | None = None
     #: Sensor or heater faults the device reports, e.g. {"chamber_sensor": "open circuit"}.
     #: An empty dict means "the device says all clear"; None means "not reported".
     faults: dict[str, str] | None = None
@@ -117,6 +119,11 @@ def clamp_target(target: float, limit: float) -> float:
     if not math.isfinite(target) or target <= 0.0:
         return 0.0
     return min(target, limit)
+
+
+#: What the stock firmware accepts for a drying cycle (web UI and HA ranges).
+DRYING_TEMP_RANGE = (40, 60)
+DRYING_HOURS_RANGE = (1, 99)
 
 
 def device_degrees(target: float) -> int:

@@ -362,6 +362,19 @@ class MqttDeviceLink(DeviceLink):
 
     # Outgoing ------------------------------------------------------------------
 
+    @property
+    def supports_drying(self) -> bool:  # type: ignore[override]
+        return hasattr(self.protocol, "encode_drying")
+
+    def send_drying(self, temperature: int, hours: int) -> bool:
+        encode = getattr(self.protocol, "encode_drying", None)
+        if encode is None or not self.is_up():
+            return False
+        for publish in encode(temperature, hours):
+            self._publish(publish)
+        self._settle_until = 0.0  # a drying state is no echo of a target write
+        return True
+
     def send_target(self, target: float) -> bool:
         if not self.is_up():
             return False

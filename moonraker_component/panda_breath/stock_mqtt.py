@@ -101,6 +101,14 @@ class StockMqttProtocol:
             self._command("work_on", "ON"),
         ]
 
+    def encode_drying(self, temperature: int, hours: int) -> list[Publish]:
+        """Custom drying: MQTT number writes apply at once (no commit), then start."""
+        return [
+            self._command("custom_temp", int(temperature)),
+            self._command("custom_timer", int(hours)),
+            self._command("drying_running", "ON"),
+        ]
+
     def heartbeat(self, target: float) -> Publish | None:
         """The stock firmware has no host watchdog to feed."""
         return None
@@ -120,6 +128,8 @@ def _decode_state(state: Mapping[str, Any], report: DeviceReport) -> None:
             report.rejected_fields.append("mode")
         else:
             report.mode = mode
+    if drying is not None:
+        report.drying = drying
     if drying:
         # A running drying cycle heats whatever work_on says.
         report.mode = MODE_DRYING

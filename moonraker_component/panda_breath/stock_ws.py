@@ -163,7 +163,18 @@ def _decode_settings(
 
 
 def decode_drying(settings: Mapping[str, Any], report: DeviceReport) -> None:
-    """The drying countdown: seconds in snapshots, minutes in v1.0.4's HA names."""
+    """Whether a drying cycle runs, and its countdown: seconds in snapshots,
+    minutes in v1.0.4's HA names."""
+    if "isrunning" in settings:
+        running = settings["isrunning"]
+        if isinstance(running, bool) or running in (0, 1):
+            report.drying = bool(running)
+            if running:
+                # A running cycle heats whatever work_on last said.
+                report.mode = MODE_DRYING
+                report.work_on = True
+        else:
+            report.rejected_fields.append("isrunning")
     if "remaining_seconds" in settings:
         seconds = as_number(settings["remaining_seconds"])
         if seconds is None or seconds < 0:
@@ -211,6 +222,22 @@ def decode_faults(settings: Mapping[str, Any], report: DeviceReport) -> None:
 def encode_settings(key: str, value: Any) -> str:
     """One ``settings`` write, one key per frame as the web UI sends it."""
     return json.dumps({"settings": {key: value}}, separators=(",", ":"))
+
+
+def drying_sequence(
+    temperature: int, hours: int, version: tuple[int, int, int]
+) -> list[tuple[str, Any]]:
+    """The writes that start a custom drying cycle, in the web UI's order.
+
+    From v1.0.3 the custom values are only kept when ``filament_drying_mode:
+    3`` follows them (otherwise the device silently drops them); ``isrunning``
+    then starts the cycle.  Stopping is ``work_on: false``, like off.
+    """
+    writes: list[tuple[str, Any]] = [("filament_temp", temperature), ("filament_timer", hours)]
+    if version >= (1, 0, 3):
+        writes.append(("filament_drying_mode", 3))
+    writes.append(("isrunning", 1))
+    return writes
 
 
 def command_sequence(

@@ -164,11 +164,20 @@ class StockWebSocketLink(DeviceLink):
 
     # Writes ------------------------------------------------------------------
 
+    supports_drying = True
+
     def send_target(self, target: float) -> bool:
+        return self._write(stock_ws.command_sequence(target, self.version))
+
+    def send_drying(self, temperature: int, hours: int) -> bool:
+        return self._write(stock_ws.drying_sequence(temperature, hours, self.version))
+
+    def _write(self, writes: list[tuple[str, Any]]) -> bool:
+        """One frame per key, in order; False if the connection is not open."""
         ws = self._ws
         if ws is None or self.state != LINK_CONNECTED:
             return False
-        for key, value in stock_ws.command_sequence(target, self.version):
+        for key, value in writes:
             try:
                 future = ws.write_message(stock_ws.encode_settings(key, value))
             except tornado_ws.WebSocketClosedError:

@@ -576,8 +576,12 @@ class Simulator:
         work_on: bool | None = None,
         work_mode: str | int | None = None,
         set_temp: float | None = None,
+        drying: bool | None = None,
     ) -> list[str]:
         """A change made at the device: saved to flash, never pushed to WS clients.
+
+        ``drying`` is the front panel's Filament Drying button (stock only):
+        true starts the saved custom cycle, false stops it.
 
         Stock: the front panel (the v1.0.4 state topic shows it at its next
         publish). ESPHome: its web UI or Home Assistant, published at once.
@@ -595,7 +599,11 @@ class Simulator:
             if work_on is not None:
                 self.device.set_work_on(bool(work_on))
                 outcome.apply("work_on")
-        payload = {"work_on": work_on, "work_mode": work_mode, "set_temp": set_temp}
+            if drying is not None:
+                (self.device.start_drying if drying else self.device.stop_drying)()
+                outcome.apply("isrunning")
+        payload = {"work_on": work_on, "work_mode": work_mode, "set_temp": set_temp,
+                   "drying": drying}
         self.journal.record(
             "button", {k: v for k, v in payload.items() if v is not None}, outcome,
             changed=list(outcome.applied),
@@ -701,6 +709,7 @@ class Simulator:
                 optional_bool(p, "work_on"),
                 int(mode) if isinstance(mode, str) and mode.isdigit() else mode,
                 optional_float(p, "set_temp"),
+                optional_bool(p, "drying"),
             )
         elif action in ("set_temps", "thermal"):
             self.set_temperatures(
