@@ -111,6 +111,8 @@ class PandaBreath:
         controller = DeviceController(
             cfg.name, cfg.heater, cfg.device_max_temp, self.relay, self._schedule_notify,
             reassert_interval=cfg.reassert_interval,
+            temperature_offset=cfg.temperature_offset, chamber_sensor=cfg.chamber_sensor,
+            regulation_interval=cfg.regulation_interval,
         )
         link = self._make_link(cfg, controller)
         controller.link = link

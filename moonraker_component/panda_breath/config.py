@@ -21,6 +21,8 @@ from .model import (
 from .mqtt_common import is_topic_level, is_topic_prefix
 
 FIRMWARES = ("stock", "stock_mqtt", "esphome")
+#: Klipper objects that report a chamber temperature ``chamber_sensor`` may name.
+CHAMBER_SENSOR_KINDS = ("temperature_sensor", "temperature_fan", "heater_generic")
 #: Firmwares reached through Moonraker's [mqtt] broker connection.
 MQTT_FIRMWARES = ("stock_mqtt", "esphome")
 #: ``topic_prefix`` defaults to what each firmware uses out of the box: the
@@ -43,6 +45,9 @@ class DeviceConfig:
     reassert_interval: float = 20.0
     offline_warning_delay: float = 30.0
     drying_temperature: int = 55
+    temperature_offset: float = 0.0
+    chamber_sensor: str | None = None
+    regulation_interval: float = 60.0
     drying_hours: int = 6
     # MQTT firmwares (stock_mqtt, esphome).
     topic_prefix: str | None = None
@@ -136,6 +141,29 @@ def read_device_config(config: Any) -> DeviceConfig:
     # stands at most this long).
     cfg.reassert_interval = reader.read(
         config.getfloat, "reassert_interval", 20.0, minval=5.0, maxval=60.0
+    )
+    # The chamber reading: the device's own, shifted by temperature_offset,
+    # or a Klipper sensor the set point is regulated to.
+    cfg.temperature_offset = reader.read(
+        config.getfloat, "temperature_offset", 0.0, minval=-20.0, maxval=20.0
+    )
+    sensor = reader.read(config.get, "chamber_sensor", None)
+    if sensor is not None and str(sensor).strip():
+        sensor = " ".join(str(sensor).split())
+        if sensor.split()[0] not in CHAMBER_SENSOR_KINDS or len(sensor.split()) != 2:
+            cfg.errors.append(
+                f"option 'chamber_sensor': '{sensor}' is not a Klipper temperature object; use "
+                "its full name, e.g. 'temperature_sensor chamber'"
+            )
+        elif cfg.temperature_offset:
+            cfg.errors.append(
+                "option 'temperature_offset': not used together with 'chamber_sensor' (the "
+                "printer's sensor is the reading then); remove one of them"
+            )
+        else:
+            cfg.chamber_sensor = sensor
+    cfg.regulation_interval = reader.read(
+        config.getfloat, "regulation_interval", 60.0, minval=5.0, maxval=600.0
     )
     # The power device "Panda Breath drying": the device's own drying cycle.
     cfg.drying_temperature = reader.read(

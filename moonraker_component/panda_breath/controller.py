@@ -41,6 +41,8 @@ from .model import (
     clamp_target,
     device_degrees,
 )
+from .regulation import PERIOD_S as REGULATION_PERIOD_S
+from .regulation import SetPointRegulator
 from .typing_compat import Protocol
 
 #: Heating writes closer together than this are merged into one (the latest).
@@ -56,6 +58,8 @@ REASSERT_INTERVAL_S = 20.0
 KLIPPER_GRACE_S = 10.0
 
 
+#: A reading of the printer's chamber sensor older than this is not shown.
+PRINTER_READING_MAX_AGE_S = 10.0
 #: After our drying command, a state still showing no drying is in flight, not an end.
 DRYING_SETTLE_S = 2.0
 
@@ -118,6 +122,9 @@ class DeviceController:
         relay: TemperatureRelay,
         on_status_changed: Callable[[], None],
         reassert_interval: float = REASSERT_INTERVAL_S,
+        temperature_offset: float = 0.0,
+        chamber_sensor: str | None = None,
+        regulation_interval: float = REGULATION_PERIOD_S,
     ) -> None:
         self.name = name
         self.heater = heater
@@ -153,6 +160,15 @@ class DeviceController:
         #: Periodic re-asserts written (links that report no settings).
         self.reasserts = 0
         self.reassert_interval = reassert_interval
+        #: °C added to the device's reading for Klipper (its sensor over-reads:
+        #: negative); the set point moves the other way.
+        self.temperature_offset = temperature_offset
+        #: A Klipper sensor object (e.g. "temperature_sensor chamber") that is
+        #: the chamber reading; the regulator moves the set point to suit it.
+        self.chamber_sensor = chamber_sensor
+        self.regulator = SetPointRegulator(regulation_interval) if chamber_sensor else None
+        self.printer_temp: float | None = None
+        self._printer_temp_at = 0.0
         #: The drying cycle running on the device, if any.
         self.drying: DryingRun | None = None
         self._drying_sent_at = 0.0
@@ -331,8 +347,63 @@ class DeviceController:
         else:
             self._reconcile(report)
         if report.chamber_temp is not None:
+            self._regulate()
+        if self.klipper_reading(report) is not None:
             self.relay.submit(self, report)
         if changed:
+            self._changed()
+
+    # The printer's own chamber sensor (chamber_sensor) -------------------------
+
+    def on_printer_reading(self, value: Any) -> None:
+        """Klipper's ``chamber_sensor`` reported a temperature."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return
+        self.printer_temp = float(value)
+        self._printer_temp_at = time.monotonic()
+        self._regulate()
+        link = self.link
+        # Pushed only while the device itself is heard: Klipper's stale check
+        # must still see a device that went away.
+        if link is not None and link.is_up() and (link.last_frame_age() or 0.0) < 10.0:
+            self.relay.submit(self, DeviceReport(chamber_temp=self.chamber_temp))
+
+    def klipper_reading(self, report: DeviceReport) -> float | None:
+        """The chamber temperature Klipper's heater shows for this device report."""
+        if report.chamber_temp is None:
+            return None
+        if self.chamber_sensor is not None:
+            fresh = time.monotonic() - self._printer_temp_at < PRINTER_READING_MAX_AGE_S
+            return self.printer_temp if fresh else None
+        return report.chamber_temp + self.temperature_offset
+
+    def set_point(self) -> float:
+        """What the device is told: Klipper's target, moved by the offset or the regulator."""
+        wanted = self.effective_target()
+        if wanted <= 0:
+            return 0.0
+        if self.regulator is not None:
+            point = wanted + self.regulator.correction
+        else:
+            point = wanted - self.temperature_offset
+        if point == wanted:
+            return wanted
+        return float(min(self.device_max_target, max(1.0, round(point))))
+
+    def _regulate(self) -> None:
+        regulator = self.regulator
+        if regulator is None or self.effective_target() <= 0:
+            return
+        before = regulator.correction
+        regulator.update(time.monotonic(), self.effective_target(), self.printer_temp,
+                         self.chamber_temp, self.device_target)
+        if regulator.correction != before:
+            logging.info(
+                "panda_breath [%s]: set point %.0f for target %.1f (printer sensor %.1f, "
+                "device %.1f)", self.name, self.set_point(), self.effective_target(),
+                self.printer_temp or 0.0, self.chamber_temp or 0.0,
+            )
+            self._write_desired(urgent=True)
             self._changed()
 
     # Internals ---------------------------------------------------------------
@@ -425,7 +496,7 @@ class DeviceController:
         elif self.effective_target() == 0 and self.is_device_heating():
             self._note_uncommanded_heating()
         elif self._snapshot is not None:
-            changed = self._differences(self._snapshot, self.effective_target())
+            changed = self._differences(self._snapshot, self.effective_target(), self.set_point())
             if changed:
                 self._note_outside_change(changed, BY_RECONNECT)
         self._snapshot = None
@@ -435,7 +506,7 @@ class DeviceController:
         wanted = self.effective_target()
         if wanted == 0 and self.drying is not None:
             return  # the device dries; that is what was asked (or adopted)
-        changed = self._differences(report, wanted)
+        changed = self._differences(report, wanted, self.set_point())
         if not changed:
             return
         if wanted == 0:
@@ -446,8 +517,9 @@ class DeviceController:
         self._schedule_correction()
 
     @staticmethod
-    def _differences(report: DeviceReport, wanted: float) -> dict[str, Any]:
-        """What this report shows that contradicts ``wanted``: field -> device's value."""
+    def _differences(report: DeviceReport, wanted: float, set_point: float) -> dict[str, Any]:
+        """What this report shows that contradicts ``wanted`` (at ``set_point``):
+        field -> device's value."""
         changed: dict[str, Any] = {}
         if wanted == 0:
             if report.is_heating_enabled():
@@ -461,7 +533,7 @@ class DeviceController:
             changed["work_on"] = False
         if report.mode is not None and report.mode != MODE_ON:
             changed["mode"] = report.mode
-        if report.device_target is not None and abs(report.device_target - round(wanted)) >= 1:
+        if report.device_target is not None and abs(report.device_target - round(set_point)) >= 1:
             changed["device_target"] = report.device_target
         return changed
 
@@ -537,8 +609,9 @@ class DeviceController:
             self._last_heat_write = now
         elif wanted > 0:
             self._last_heat_write = time.monotonic()
-        if link.send_target(wanted) and not link.reports_settings:
-            self._assume_accepted(wanted)
+        point = self.set_point()
+        if link.send_target(point) and not link.reports_settings:
+            self._assume_accepted(point)
             self._schedule_reassert()
 
     def _assume_accepted(self, wanted: float) -> None:
@@ -606,6 +679,14 @@ class DeviceController:
             "last_outside_change": self.last_outside_change,
             "reasserts": self.reasserts,
             "drying": None if self.drying is None else self.drying.describe(time.monotonic()),
+            "set_point": self.set_point(),
+            "temperature_offset": self.temperature_offset,
+            "chamber_sensor": self.chamber_sensor,
+            "printer_temp": self.printer_temp,
+            "regulation": None if self.regulator is None else {
+                "correction": self.regulator.correction,
+                "gradient": self.regulator.gradient,
+            },
         }
         if self.link is not None:
             info.update(self.link.describe())

@@ -88,8 +88,9 @@ class KlippyRelay:
         heater = controller.heater
         state = _state_params(controller)
         params: dict[str, Any] = {"heater": heater, **state}
-        if report is not None and report.chamber_temp is not None:
-            params["temperature"] = report.chamber_temp
+        reading = None if report is None else controller.klipper_reading(report)
+        if reading is not None:
+            params["temperature"] = reading
         seen_version = controller.target_version
         try:
             result = await self.klippy_apis._send_klippy_request(UPDATE_ENDPOINT, params)
@@ -143,6 +144,9 @@ class KlippyRelay:
         objects: dict[str, list[str] | None] = {
             OBJECT_PREFIX + heater: ["target"] for heater in self.controllers
         }
+        for controller in self.controllers.values():
+            if controller.chamber_sensor:
+                objects[controller.chamber_sensor] = ["temperature"]
         await self._check_heaters()
         try:
             status = await self.klippy_apis.subscribe_objects(objects, self._on_status_update)
@@ -165,6 +169,7 @@ class KlippyRelay:
             logging.info("panda_breath: querying Klipper's heaters failed: %s", exc)
             return
         available = set(status.get("heaters", {}).get("available_heaters", []))
+        await self._check_chamber_sensors()
         settings = status.get("configfile", {}).get("settings", {})
         for heater, controller in self.controllers.items():
             full_name = OBJECT_PREFIX + heater
@@ -189,11 +194,39 @@ class KlippyRelay:
             controller.max_target = min(limits)
             controller.on_status_changed()
 
+    async def _check_chamber_sensors(self) -> None:
+        """A chamber_sensor Klipper does not have is a warning naming the option."""
+        sensors = {c.chamber_sensor: c for c in self.controllers.values() if c.chamber_sensor}
+        if not sensors:
+            return
+        try:
+            objects = set(await self.klippy_apis.get_object_list())
+        except Exception as exc:  # noqa: BLE001
+            logging.info("panda_breath: listing Klipper's objects failed: %s", exc)
+            return
+        for name, controller in sensors.items():
+            warn_id = f"panda_breath_sensor_{controller.name}"
+            if name in objects:
+                if self._warnings.pop(warn_id, None) is not None:
+                    self.server.remove_warning(warn_id)
+                continue
+            message = (
+                f"[panda_breath {controller.name}]: option 'chamber_sensor': Klipper has no "
+                f"object '{name}'; Klipper's heater gets no reading until it exists."
+            )
+            if self._warnings.get(warn_id) != message:
+                self._warnings[warn_id] = message
+                self.server.add_warning(message, warn_id=warn_id)
+
     def _on_status_update(self, status: dict[str, Any], eventtime: float | None = None) -> None:
         for heater, controller in self.controllers.items():
             fields = status.get(OBJECT_PREFIX + heater)
             if isinstance(fields, dict) and "target" in fields:
                 controller.adopt_klipper_target(fields["target"], None)
+            if controller.chamber_sensor:
+                sensor = status.get(controller.chamber_sensor)
+                if isinstance(sensor, dict) and "temperature" in sensor:
+                    controller.on_printer_reading(sensor["temperature"])
 
     # Warnings ----------------------------------------------------------------
 

@@ -110,6 +110,7 @@ def start_stack(
     cors_domains: tuple[str, ...] = (),
     moonraker_debug: bool = False,
     moonraker_python: Path | None = None,
+    klippy_mcu: str = "file",
     stack_class: type[S] = Stack,  # type: ignore[assignment]
 ) -> S:
     """Start every part and return once Klipper's heater has its first reading.
@@ -142,6 +143,7 @@ def start_stack(
         klippy = Klippy(
             workdir / "klippy",
             printer_cfg(workdir / "gcodes", stale_timeout=stale_timeout, extra=printer_extra),
+            mcu=klippy_mcu,
         )
         klippy.start()
         parts.append(klippy)
