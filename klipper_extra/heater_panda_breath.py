@@ -9,6 +9,22 @@
 # pushes readings in through the "heater_panda_breath/update" endpoint and
 # receives every target change through the "panda_breath_set_target" remote
 # method.  There is no network code and no thread here.
+#
+# Two ways to set it up in printer.cfg:
+#
+# [heater_panda_breath NAME]
+#   The default: this module's own heater object (Mainsail, Fluidd).
+#
+# [heater_panda_breath]            (no NAME; must come first)
+# [heater_generic NAME]
+# sensor_type: panda_breath
+# heater_pin: panda_breath:NAME
+#   For front ends that list only heater_generic sections (KlipperScreen):
+#   a stock Klipper heater whose sensor is fed by Moonraker's pushes; its
+#   target is read through the heater's public get_temp() and forwarded.
+#   The bare section registers the sensor type and the pin chip, so it must
+#   be above the [heater_generic NAME] section; otherwise Klipper stops with
+#   "Unknown temperature sensor 'panda_breath'".
 import logging
 import math
 
@@ -24,8 +40,18 @@ PATCHED_DEVICE_MAX_TEMP = 70.
 # overshoots, and a hot bed warms a closed chamber past 60 C on its own;
 # neither should stop a print.  Targets are limited by device_max_temp.
 DEFAULT_MAX_TEMP = 80.
+STALE_TIMEOUT = 30.
 STALE_HINT = ("is the [panda_breath] Moonraker component running and"
               " connected to the device?")
+# The [heater_generic NAME] setup
+SENSOR_TYPE = "panda_breath"
+PIN_CHIP = "panda_breath"
+GENERIC_PREFIX = "heater_generic "
+# Klipper's heater forgets a reading after 5 s (7 s in newer Klipper and
+# Kalico); a fresh reading is handed to it again this often.
+REPORT_INTERVAL = 1.
+# How often a heater_generic target is read and, when changed, forwarded.
+TARGET_POLL_INTERVAL = .25
 try:
     # Python 2 klippy decodes JSON strings as unicode
     STRING_TYPES = (str, unicode)  # noqa: F821
@@ -34,7 +60,7 @@ except NameError:
 
 
 ######################################################################
-# Update endpoint, shared by all heater_panda_breath sections
+# Update endpoint, shared by all Panda Breath heaters
 ######################################################################
 
 class UpdateRouter:
@@ -59,6 +85,13 @@ class UpdateRouter:
                 % (repr(name), UPDATE_ENDPOINT,
                    ", ".join(sorted(self.heaters))))
         heater.handle_update(web_request)
+
+def lookup_router(printer):
+    router = printer.lookup_object(ROUTER_NAME, None)
+    if router is None:
+        router = UpdateRouter(printer)
+        printer.add_object(ROUTER_NAME, router)
+    return router
 
 
 ######################################################################
@@ -88,64 +121,60 @@ def _get_optional(web_request, key, types, what):
                                 % (key, what, repr(value)))
     return value
 
+def parse_update(web_request):
+    # Every update states the device's state; a reading is optional, so that
+    # a link or fault change reaches Klipper without one.  Returns the
+    # reading (or None) and the state; nothing is applied on an error.
+    temperature = _get_number(web_request, 'temperature', False)
+    device_target = _get_number(web_request, 'device_target', False)
+    power = _get_number(web_request, 'power', False)
+    if power is not None and not 0. <= power <= 1.:
+        raise web_request.error(
+            "Invalid Argument [power]: expected 0.0 to 1.0, got %s"
+            % (repr(power),))
+    heater_on = _get_optional(web_request, 'heater_on', (bool,),
+                              "true or false")
+    link = _get_optional(web_request, 'link', STRING_TYPES, "a string")
+    fault = _get_optional(web_request, 'fault', STRING_TYPES,
+                          "a string or null")
+    return temperature, {'heater_on': heater_on, 'power': power,
+                         'device_target': device_target, 'link': link,
+                         'fault': fault}
+
 
 ######################################################################
-# The heater
+# Shared parts of both setups
 ######################################################################
 
-class PandaBreathHeater:
-    def __init__(self, config):
-        self.printer = config.get_printer()
-        self.reactor = self.printer.get_reactor()
-        self.full_name = config.get_name()
-        self.name = self.short_name = self.full_name.split()[-1]
-        self.mcu_pwm = None
-        # No Klipper control object: the device regulates itself (Kalico's
-        # PID_CALIBRATE looks at this before calling set_control()).
-        self.control = None
-        # Options
-        self.device_max_temp = config.getfloat(
-            'device_max_temp', DEVICE_MAX_TEMP, above=0.,
-            maxval=PATCHED_DEVICE_MAX_TEMP)
-        self.min_temp = config.getfloat('min_temp', 0.,
-                                        minval=KELVIN_TO_CELSIUS)
-        self.max_temp = config.getfloat('max_temp', DEFAULT_MAX_TEMP,
-                                        above=self.min_temp)
-        self.stale_timeout = config.getfloat('stale_timeout', 30., minval=2.)
-        self.tolerance = config.getfloat('tolerance', 1., minval=0.)
-        # State
-        self.target = 0.
-        self.temperature = 0.
-        self.last_update_time = None
-        self.ready_time = None
-        self.heater_on = self.device_target = self.power = None
-        self.link = self.fault = None
-        self.forward_error = None
-        self.reported_stale = False
-        # Register with [heaters] the way heaters.py registers a stock heater
-        pheaters = self.printer.load_object(config, 'heaters')
-        if self.short_name in pheaters.heaters:
-            raise config.error("Heater %s already registered"
-                               % (self.short_name,))
-        pheaters.heaters[self.short_name] = self
-        pheaters.register_sensor(config, self)
-        pheaters.available_heaters.append(self.full_name)
-        gcode = self.printer.lookup_object('gcode')
-        gcode.register_mux_command(
-            "SET_HEATER_TEMPERATURE", "HEATER", self.short_name,
-            self.cmd_SET_HEATER_TEMPERATURE,
-            desc=self.cmd_SET_HEATER_TEMPERATURE_help)
-        router = self.printer.lookup_object(ROUTER_NAME, None)
-        if router is None:
-            router = UpdateRouter(self.printer)
-            self.printer.add_object(ROUTER_NAME, router)
-        router.add_heater(self.short_name, self)
-        self.stale_timer = self.reactor.register_timer(self._check_stale)
-        self.printer.register_event_handler("klippy:ready",
-                                            self._handle_ready)
-        self.printer.register_event_handler("klippy:shutdown",
-                                            self._handle_shutdown)
-    # Helpers
+class TargetForwarder:
+    # Calls the remote method; a failure is logged once per distinct error
+    # and shown in status, never raised (Moonraker reconciles the target
+    # from update replies and its status subscription).
+    def __init__(self, printer, full_name, short_name):
+        self.printer = printer
+        self.full_name = full_name
+        self.short_name = short_name
+        self.error = None
+    def forward(self, target):
+        webhooks = self.printer.lookup_object('webhooks')
+        try:
+            webhooks.call_remote_method(REMOTE_METHOD, heater=self.short_name,
+                                        target=target)
+        except self.printer.command_error as e:
+            msg = str(e)
+            if msg != self.error:
+                logging.warning("%s: cannot forward target %.1f: %s",
+                                self.full_name, target, msg)
+            self.error = msg
+            return
+        if self.error is not None:
+            logging.info("%s: forwarding targets to Moonraker again",
+                         self.full_name)
+            self.error = None
+
+class ReadingTracker:
+    # Age of the last pushed reading.  Subclasses set reactor, stale_timeout,
+    # last_update_time (reactor time of the last reading) and ready_time.
     def _reading_age(self, eventtime):
         if self.last_update_time is None:
             return None
@@ -168,25 +197,92 @@ class PandaBreathHeater:
                         % (eventtime - self.ready_time,))
             return "no temperature received from Moonraker yet"
         return "no temperature from Moonraker for %.0fs" % (age,)
-    def _forward_target(self, target):
-        webhooks = self.printer.lookup_object('webhooks')
-        try:
-            webhooks.call_remote_method(REMOTE_METHOD, heater=self.short_name,
-                                        target=target)
-        except self.printer.command_error as e:
-            msg = str(e)
-            if msg != self.forward_error:
-                logging.warning("%s: cannot forward target %.1f: %s",
-                                self.full_name, target, msg)
-            self.forward_error = msg
+    def _stale_while_heating(self, eventtime, target):
+        return (target > 0. and self._is_stale(eventtime)
+                and not self._awaiting_first_reading(eventtime))
+    def _shutdown_stale(self, eventtime):
+        self.printer.invoke_shutdown(
+            "%s: %s while heating" % (self.full_name,
+                                      self._describe_silence(eventtime)))
+    def _log_stale_once(self, eventtime):
+        if not self._is_stale(eventtime) or self._awaiting_first_reading(
+                eventtime):
+            self.reported_stale = False
             return
-        if self.forward_error is not None:
-            logging.info("%s: forwarding targets to Moonraker again",
-                         self.full_name)
-            self.forward_error = None
+        if not self.reported_stale and self.last_update_time is not None:
+            logging.info("%s: %s (target is 0, not shutting down)",
+                         self.full_name, self._describe_silence(eventtime))
+        self.reported_stale = True
+    def _check_range(self, temperature):
+        if self.min_temp <= temperature <= self.max_temp:
+            return
+        limit = "below minimum"
+        limit_temp = self.min_temp
+        if temperature > self.max_temp:
+            limit = "above maximum"
+            limit_temp = self.max_temp
+        self.printer.invoke_shutdown(
+            "%s: temperature %.1f %s temperature of %.1f"
+            % (self.full_name, temperature, limit, limit_temp))
+
+
+######################################################################
+# [heater_panda_breath NAME]: the heater object itself
+######################################################################
+
+class PandaBreathHeater(ReadingTracker):
+    def __init__(self, config):
+        self.printer = config.get_printer()
+        self.reactor = self.printer.get_reactor()
+        self.full_name = config.get_name()
+        self.name = self.short_name = self.full_name.split()[-1]
+        self.mcu_pwm = None
+        # No Klipper control object: the device regulates itself (Kalico's
+        # PID_CALIBRATE looks at this before calling set_control()).
+        self.control = None
+        # Options
+        self.device_max_temp = config.getfloat(
+            'device_max_temp', DEVICE_MAX_TEMP, above=0.,
+            maxval=PATCHED_DEVICE_MAX_TEMP)
+        self.min_temp = config.getfloat('min_temp', 0.,
+                                        minval=KELVIN_TO_CELSIUS)
+        self.max_temp = config.getfloat('max_temp', DEFAULT_MAX_TEMP,
+                                        above=self.min_temp)
+        self.stale_timeout = config.getfloat('stale_timeout', STALE_TIMEOUT,
+                                             minval=2.)
+        self.tolerance = config.getfloat('tolerance', 1., minval=0.)
+        # State
+        self.target = 0.
+        self.temperature = 0.
+        self.last_update_time = None
+        self.ready_time = None
+        self.heater_on = self.device_target = self.power = None
+        self.link = self.fault = None
+        self.forwarder = TargetForwarder(self.printer, self.full_name,
+                                         self.short_name)
+        self.reported_stale = False
+        # Register with [heaters] the way heaters.py registers a stock heater
+        pheaters = self.printer.load_object(config, 'heaters')
+        if self.short_name in pheaters.heaters:
+            raise config.error("Heater %s already registered"
+                               % (self.short_name,))
+        pheaters.heaters[self.short_name] = self
+        pheaters.register_sensor(config, self)
+        pheaters.available_heaters.append(self.full_name)
+        gcode = self.printer.lookup_object('gcode')
+        gcode.register_mux_command(
+            "SET_HEATER_TEMPERATURE", "HEATER", self.short_name,
+            self.cmd_SET_HEATER_TEMPERATURE,
+            desc=self.cmd_SET_HEATER_TEMPERATURE_help)
+        lookup_router(self.printer).add_heater(self.short_name, self)
+        self.stale_timer = self.reactor.register_timer(self._check_stale)
+        self.printer.register_event_handler("klippy:ready",
+                                            self._handle_ready)
+        self.printer.register_event_handler("klippy:shutdown",
+                                            self._handle_shutdown)
     def _apply_target(self, target):
         self.target = target
-        self._forward_target(target)
+        self.forwarder.forward(target)
     # Event handlers
     def _handle_ready(self):
         self.ready_time = self.reactor.monotonic()
@@ -197,56 +293,24 @@ class PandaBreathHeater:
     def _check_stale(self, eventtime):
         if self.printer.is_shutdown():
             return self.reactor.NEVER
-        if (not self._is_stale(eventtime)
-            or self._awaiting_first_reading(eventtime)):
-            self.reported_stale = False
-            return eventtime + CHECK_INTERVAL
-        if self.target > 0.:
-            self.printer.invoke_shutdown(
-                "%s: %s while heating" % (self.full_name,
-                                          self._describe_silence(eventtime)))
+        if self._stale_while_heating(eventtime, self.target):
+            self._shutdown_stale(eventtime)
             return self.reactor.NEVER
-        if not self.reported_stale and self.last_update_time is not None:
-            logging.info("%s: %s (target is 0, not shutting down)",
-                         self.full_name, self._describe_silence(eventtime))
-        self.reported_stale = True
+        self._log_stale_once(eventtime)
         return eventtime + CHECK_INTERVAL
     # Inbound readings
     def handle_update(self, web_request):
-        # Every update states the device's state; a reading is optional, so
-        # that a link or fault change reaches Klipper without one.
-        temperature = _get_number(web_request, 'temperature', False)
-        device_target = _get_number(web_request, 'device_target', False)
-        power = _get_number(web_request, 'power', False)
-        if power is not None and not 0. <= power <= 1.:
-            raise web_request.error(
-                "Invalid Argument [power]: expected 0.0 to 1.0, got %s"
-                % (repr(power),))
-        heater_on = _get_optional(web_request, 'heater_on', (bool,),
-                                  "true or false")
-        link = _get_optional(web_request, 'link', STRING_TYPES, "a string")
-        fault = _get_optional(web_request, 'fault', STRING_TYPES,
-                              "a string or null")
-        self.heater_on = heater_on
-        self.power = power
-        self.device_target = device_target
-        self.link = link
-        self.fault = fault
+        temperature, state = parse_update(web_request)
+        self.heater_on = state['heater_on']
+        self.power = state['power']
+        self.device_target = state['device_target']
+        self.link = state['link']
+        self.fault = state['fault']
         if temperature is not None:
-            self._take_reading(temperature)
+            self.temperature = temperature
+            self.last_update_time = self.reactor.monotonic()
+            self._check_range(temperature)
         web_request.send({'target': self.target, 'heater': self.short_name})
-    def _take_reading(self, temperature):
-        self.temperature = temperature
-        self.last_update_time = self.reactor.monotonic()
-        if temperature < self.min_temp or temperature > self.max_temp:
-            limit = "below minimum"
-            limit_temp = self.min_temp
-            if temperature > self.max_temp:
-                limit = "above maximum"
-                limit_temp = self.max_temp
-            self.printer.invoke_shutdown(
-                "%s: temperature %.1f %s temperature of %.1f"
-                % (self.full_name, temperature, limit, limit_temp))
     # Heater interface used by heaters.py and its callers
     def get_name(self):
         return self.full_name
@@ -316,7 +380,7 @@ class PandaBreathHeater:
                 'device_target': self.device_target,
                 'link': self.link,
                 'fault': self.fault,
-                'forward_error': self.forward_error}
+                'forward_error': self.forwarder.error}
     def stats(self, eventtime):
         is_active = self.target > 0. or bool(self.heater_on)
         return is_active, '%s: target=%.0f temp=%.1f pwm=%.3f' % (
@@ -327,6 +391,246 @@ class PandaBreathHeater:
         temp = gcmd.get_float('TARGET', 0.)
         pheaters = self.printer.lookup_object('heaters')
         pheaters.set_temperature(self, temp)
+
+
+######################################################################
+# [heater_panda_breath] + [heater_generic NAME]: a stock Klipper heater
+######################################################################
+
+class PandaBreathSensor(ReadingTracker):
+    # The temperature sensor of one [heater_generic NAME] section (sensor
+    # interface: setup_minmax, setup_callback, get_report_time_delta).  It
+    # hands Klipper's heater every pushed reading and repeats a fresh one
+    # each second; it reads the heater's target through get_temp() every
+    # TARGET_POLL_INTERVAL and forwards each change to Moonraker.
+    def __init__(self, config):
+        self.printer = config.get_printer()
+        self.reactor = self.printer.get_reactor()
+        self.full_name = config.get_name()
+        self.short_name = self.full_name.split()[-1]
+        self.config_error = config.error
+        # Options, read from the [heater_generic NAME] section
+        self.device_max_temp = config.getfloat(
+            'device_max_temp', DEVICE_MAX_TEMP, above=0.,
+            maxval=PATCHED_DEVICE_MAX_TEMP)
+        self.stale_timeout = config.getfloat('stale_timeout', STALE_TIMEOUT,
+                                             minval=2.)
+        pin = config.get('heater_pin', None)
+        want_pin = "%s:%s" % (PIN_CHIP, self.short_name)
+        if pin is not None and "".join(pin.split()) != want_pin:
+            raise config.error(
+                "[%s] with sensor_type: %s needs heater_pin: %s (not %s)"
+                % (self.full_name, SENSOR_TYPE, want_pin, pin))
+        # Every heater_generic gets a verify_heater; Klipper's defaults (2 C
+        # within 20 s) stop the printer soon after any chamber target.
+        verify_section = "verify_heater %s" % (self.short_name,)
+        if not config.has_section(verify_section):
+            raise config.error(
+                "[%s] with sensor_type: %s needs a [%s] section tuned for a"
+                " slow chamber heater: Klipper's defaults (2 C within 20 s)"
+                " would shut the printer down soon after every target (see"
+                " examples/panda_breath_klipperscreen.cfg)"
+                % (self.full_name, SENSOR_TYPE, verify_section))
+        # Set by Klipper's heater and at klippy:connect
+        self.min_temp = self.max_temp = None
+        self.temperature_callback = None
+        self.heater = self.mcu = self.pin = None
+        # State
+        self.temperature = None
+        self.last_update_time = self.ready_time = self.last_report_time = None
+        self.sent_target = 0.
+        self.state = {'heater_on': None, 'power': None, 'device_target': None,
+                      'link': None, 'fault': None}
+        self.forwarder = TargetForwarder(self.printer, self.full_name,
+                                         self.short_name)
+        self.reported_stale = False
+        lookup_router(self.printer).add_heater(self.short_name, self)
+        self.timer = self.reactor.register_timer(self._poll)
+        self.printer.register_event_handler("klippy:connect",
+                                            self._handle_connect)
+        self.printer.register_event_handler("klippy:ready",
+                                            self._handle_ready)
+        self.printer.register_event_handler("klippy:shutdown",
+                                            self._handle_shutdown)
+        # Runs after [heaters]' own handler (registered earlier), which has
+        # already set every target to 0.
+        self.printer.register_event_handler("gcode:request_restart",
+                                            self._handle_request_restart)
+    # Sensor interface used by Klipper's heater
+    def setup_minmax(self, min_temp, max_temp):
+        if self.device_max_temp <= min_temp:
+            raise self.config_error(
+                "[%s]: device_max_temp (%.1f) must be above min_temp (%.1f)"
+                % (self.full_name, self.device_max_temp, min_temp))
+        self.min_temp = min_temp
+        self.max_temp = max_temp
+    def setup_callback(self, temperature_callback):
+        self.temperature_callback = temperature_callback
+    def get_report_time_delta(self):
+        return REPORT_INTERVAL
+    def set_read_tolerance(self, *args):
+        # Snapmaker U1's klippy asks its sensors for this; nothing to do.
+        pass
+    # The pin "panda_breath:NAME" (created by PandaBreathGeneric.setup_pin)
+    def create_pin(self, mcu):
+        self.pin = PandaBreathPin(mcu)
+        return self.pin
+    # Event handlers
+    def _handle_connect(self):
+        pheaters = self.printer.lookup_object('heaters')
+        self.heater = pheaters.lookup_heater(self.short_name)
+        self.mcu = self.pin.get_mcu()
+    def _handle_ready(self):
+        self.ready_time = self.reactor.monotonic()
+        self.reactor.update_timer(self.timer, self.reactor.NOW)
+    def _handle_shutdown(self):
+        self.reactor.update_timer(self.timer, self.reactor.NEVER)
+        self.sent_target = 0.
+        self.forwarder.forward(0.)
+        # Klipper keeps a heater's target through a shutdown; clear it so
+        # the UIs and Moonraker's status subscription show 0 as well.
+        if self.heater is not None:
+            self.heater.set_temp(0.)
+    def _handle_request_restart(self, print_time=None):
+        self.sent_target = 0.
+        self.forwarder.forward(0.)
+    # Target, read through the heater's public interface
+    def _target(self, eventtime):
+        if self.heater is None or self.printer.is_shutdown():
+            return 0.
+        return min(self.heater.get_temp(eventtime)[1], self.device_max_temp)
+    def _limit_target(self, eventtime):
+        # A target above the device's limit (up to max_temp, the reading
+        # limit) is lowered to it, so that waits end where the device stops.
+        if self.heater is None:
+            return
+        target = self.heater.get_temp(eventtime)[1]
+        if target <= self.device_max_temp:
+            return
+        msg = ("%s: target %.1f is above the device's limit (device_max_temp"
+               " %.1f); target set to %.1f"
+               % (self.full_name, target, self.device_max_temp,
+                  self.device_max_temp))
+        try:
+            self.heater.set_temp(self.device_max_temp)
+        except self.printer.command_error as e:
+            logging.warning("%s: %s", self.full_name, str(e))
+            return
+        self.printer.lookup_object('gcode').respond_info(msg)
+    def _poll(self, eventtime):
+        if self.printer.is_shutdown():
+            return self.reactor.NEVER
+        self._limit_target(eventtime)
+        target = self._target(eventtime)
+        if self._stale_while_heating(eventtime, target):
+            self._shutdown_stale(eventtime)
+            return self.reactor.NEVER
+        if target != self.sent_target:
+            self.sent_target = target
+            self.forwarder.forward(target)
+        self._log_stale_once(eventtime)
+        if (not self._is_stale(eventtime) and (
+                self.last_report_time is None or eventtime
+                - self.last_report_time >= REPORT_INTERVAL - .001)):
+            self._report(eventtime)
+        return eventtime + TARGET_POLL_INTERVAL
+    # Readings
+    def _report(self, eventtime):
+        if self.temperature_callback is None or self.mcu is None:
+            return
+        self.last_report_time = eventtime
+        self.temperature_callback(self.mcu.estimated_print_time(eventtime),
+                                  self.temperature)
+    def handle_update(self, web_request):
+        temperature, self.state = parse_update(web_request)
+        eventtime = self.reactor.monotonic()
+        if temperature is not None:
+            self.temperature = temperature
+            self.last_update_time = eventtime
+            # Until klippy:ready the reading waits for the first poll.
+            if self.ready_time is not None:
+                self._report(eventtime)
+            self._check_range(temperature)
+        web_request.send({'target': self._target(eventtime),
+                          'heater': self.short_name})
+    def get_status(self, eventtime):
+        age = self._reading_age(eventtime)
+        if age is not None:
+            age = round(age, 0)
+        power = self.state['power']
+        if power is None:
+            power = 1. if self.state['heater_on'] else 0.
+        temperature = self.temperature
+        if temperature is not None:
+            temperature = round(temperature, 2)
+        return {'heater': self.full_name,
+                'temperature': temperature,
+                'power': power,
+                'connected': not self._is_stale(eventtime),
+                'last_update_age': age,
+                'heater_on': self.state['heater_on'],
+                'device_target': self.state['device_target'],
+                'link': self.state['link'],
+                'fault': self.state['fault'],
+                'forward_error': self.forwarder.error}
+
+class PandaBreathPin:
+    # Klipper's heater drives this pin with its control's duty cycle.  The
+    # device regulates itself, so the value means nothing and is ignored.
+    def __init__(self, mcu):
+        self.mcu = mcu
+    def get_mcu(self):
+        return self.mcu
+    def setup_max_duration(self, max_duration):
+        pass
+    def setup_cycle_time(self, cycle_time, hardware_pwm=False):
+        pass
+    def setup_start_value(self, start_value, shutdown_value, *args):
+        pass
+    def set_pwm(self, print_time, value, *args):
+        pass
+    def set_digital(self, print_time, value):
+        pass
+
+class PandaBreathGeneric:
+    # The bare [heater_panda_breath] section: the "panda_breath" sensor type
+    # and the "panda_breath" pin chip for [heater_generic NAME] sections
+    # below it.  Its status (printer.heater_panda_breath) has the device's
+    # state for each such heater.
+    def __init__(self, config):
+        self.printer = config.get_printer()
+        self.sensors = {}
+        pheaters = self.printer.load_object(config, 'heaters')
+        pheaters.add_sensor_factory(SENSOR_TYPE, self._create_sensor)
+        self.printer.lookup_object('pins').register_chip(PIN_CHIP, self)
+        lookup_router(self.printer)
+    def _create_sensor(self, config):
+        if not config.get_name().startswith(GENERIC_PREFIX):
+            raise config.error(
+                "sensor_type: %s is only for [heater_generic NAME] sections,"
+                " not [%s]" % (SENSOR_TYPE, config.get_name()))
+        sensor = PandaBreathSensor(config)
+        self.sensors[sensor.short_name] = sensor
+        return sensor
+    # Pin chip interface (pins.register_chip)
+    def setup_pin(self, pin_type, pin_params):
+        name = pin_params['pin']
+        sensor = self.sensors.get(name)
+        if (pin_type not in ('pwm', 'digital_out') or sensor is None
+            or sensor.pin is not None):
+            raise self.printer.config_error(
+                "Pin %s:%s is only the heater_pin of a [%s%s] section with"
+                " sensor_type: %s (placed below [heater_panda_breath])"
+                % (PIN_CHIP, name, GENERIC_PREFIX, name, SENSOR_TYPE))
+        return sensor.create_pin(self.printer.lookup_object('mcu'))
+    def get_status(self, eventtime):
+        status = {}
+        for name, sensor in self.sensors.items():
+            status[name] = sensor.get_status(eventtime)
+        return status
+
+def load_config(config):
+    return PandaBreathGeneric(config)
 
 def load_config_prefix(config):
     return PandaBreathHeater(config)

@@ -30,6 +30,30 @@ min_temp: 0
 {max_temp}stale_timeout: {stale_timeout}
 """
 
+#: The opt-in KlipperScreen setup: a stock [heater_generic] fed by the extra's
+#: sensor type and pin chip (registered by the bare section, which comes first),
+#: with a verify_heater tuned for a chamber (the extra requires one).
+GENERIC_HEATER_SECTION = """\
+[heater_panda_breath]
+
+[heater_generic {heater}]
+sensor_type: panda_breath
+heater_pin: panda_breath:{heater}
+control: watermark
+min_temp: 0
+max_temp: {max_temp}
+stale_timeout: {stale_timeout}
+
+[verify_heater {heater}]
+check_gain_time: 480
+heating_gain: 1
+hysteresis: 10
+max_error: 600
+"""
+
+#: ``printer_cfg(setup=...)``: which printer.cfg sections carry the heater.
+SETUPS = ("default", "klipperscreen")
+
 
 def base_printer_cfg(gcodes: Path, extra: str = "") -> str:
     """The printer.cfg every test klippy runs, plus ``extra`` sections."""
@@ -39,9 +63,23 @@ def base_printer_cfg(gcodes: Path, extra: str = "") -> str:
 
 def printer_cfg(
     gcodes: Path, heater: str = "chamber", max_temp: float | None = None,
-    stale_timeout: float = 30.0, extra: str = "",
+    stale_timeout: float = 30.0, extra: str = "", setup: str = "default",
 ) -> str:
-    """The base printer.cfg with one [heater_panda_breath] section."""
+    """The base printer.cfg with the chamber heater.
+
+    ``setup="default"``: one ``[heater_panda_breath NAME]`` section (Klipper
+    object ``heater_panda_breath NAME``). ``setup="klipperscreen"``: the opt-in
+    ``[heater_panda_breath]`` + ``[heater_generic NAME]`` pair (Klipper object
+    ``heater_generic NAME``; ``max_temp`` defaults to 80 as in the default setup).
+    """
+    if setup not in SETUPS:
+        raise ValueError(f"setup must be one of {', '.join(SETUPS)}, not {setup!r}")
+    if setup == "klipperscreen":
+        section = GENERIC_HEATER_SECTION.format(
+            heater=heater, stale_timeout=stale_timeout,
+            max_temp=80.0 if max_temp is None else max_temp,
+        )
+        return base_printer_cfg(gcodes, section + ("\n" + extra if extra else ""))
     section = HEATER_SECTION.format(
         heater=heater, stale_timeout=stale_timeout,
         max_temp="" if max_temp is None else f"max_temp: {max_temp}\n",
