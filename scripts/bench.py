@@ -170,14 +170,36 @@ def idle_cost(moonrakers: list[Moonraker], seconds: float) -> list[tuple[float, 
     return [((cpu - cpu0) / elapsed, rss) for cpu0, (cpu, rss) in zip(before, after, strict=True)]
 
 
+def bench_klipperscreen_setup(samples: int) -> int:
+    """Target latency of the opt-in setup: Klipper's heater target is polled (0.25 s)."""
+    with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
+        stack = start_stack(Path(tmp), "v1.0.3", time_scale=1.0, heater_setup="klipperscreen",
+                            klippy_mcu="sim")
+        try:
+            client = stack.klippy.client()
+            target = bench_target_latency(client, stack.sim, samples)
+            client.close()
+        finally:
+            stack.stop()
+    print(f"{'measure':<46} {'n':>5} {'median':>9} {'p99':>9}     target")
+    print(row("target -> device, [heater_generic] setup", target, "p99 < 300 ms"))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__)
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--resync-samples", type=int, default=30)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
+    parser.add_argument(
+        "--setup", choices=("default", "klipperscreen"), default="default",
+        help="klipperscreen: only the target latency, for the opt-in [heater_generic] setup",
+    )
     parser.add_argument("--reassert-seconds", type=float, default=120.0,
                         help="window for each of the heating/off re-assert cost samples")
     args = parser.parse_args(argv)
+    if args.setup == "klipperscreen":
+        return bench_klipperscreen_setup(args.samples)
     with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
         work = Path(tmp)
         stack = start_stack(work, "v1.0.3", time_scale=1.0)

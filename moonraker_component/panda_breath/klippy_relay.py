@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 UPDATE_ENDPOINT = "heater_panda_breath/update"
 OBJECT_PREFIX = "heater_panda_breath "
+#: The opt-in KlipperScreen setup: a stock heater fed by the extra's sensor type.
+GENERIC_PREFIX = "heater_generic "
+GENERIC_SENSOR_TYPE = "panda_breath"
 
 
 class KlippyRelay:
@@ -43,10 +46,13 @@ class KlippyRelay:
         self.push_errors: dict[str, str | None] = {}
         self.last_push: dict[str, float] = {}
         self.heater_found: dict[str, bool | None] = {}
+        #: heater -> the Klipper object that holds its target (per setup)
+        self.objects: dict[str, str] = {}
         self._warnings: dict[str, str] = {}
 
     def attach(self, controller: DeviceController) -> None:
         self.controllers[controller.heater] = controller
+        self.objects[controller.heater] = OBJECT_PREFIX + controller.heater
         self.heater_found[controller.heater] = None
         self.push_errors[controller.heater] = None
 
@@ -141,13 +147,13 @@ class KlippyRelay:
                 self.submit(controller, DeviceReport(chamber_temp=controller.chamber_temp))
             else:
                 self.state_changed(controller)
+        await self._check_heaters()
         objects: dict[str, list[str] | None] = {
-            OBJECT_PREFIX + heater: ["target"] for heater in self.controllers
+            self.objects[heater]: ["target"] for heater in self.controllers
         }
         for controller in self.controllers.values():
             if controller.chamber_sensor:
                 objects[controller.chamber_sensor] = ["temperature"]
-        await self._check_heaters()
         try:
             status = await self.klippy_apis.subscribe_objects(objects, self._on_status_update)
         except Exception as exc:  # noqa: BLE001
@@ -173,14 +179,21 @@ class KlippyRelay:
         settings = status.get("configfile", {}).get("settings", {})
         for heater, controller in self.controllers.items():
             full_name = OBJECT_PREFIX + heater
+            generic = GENERIC_PREFIX + heater
+            if full_name not in available and generic in available and (
+                settings.get(generic, {}).get("sensor_type") == GENERIC_SENSOR_TYPE
+            ):
+                full_name = generic  # the KlipperScreen setup
+            self.objects[heater] = full_name
             found = full_name in available
             self.heater_found[heater] = found
             if not found:
                 self._warn(
                     heater,
-                    f"[panda_breath {controller.name}]: Klipper has no [{full_name}] section; "
-                    f"the chamber heater cannot be controlled from Klipper. Add it to "
-                    f"printer.cfg or set 'heater' to the name used there.",
+                    f"[panda_breath {controller.name}]: Klipper has no [{full_name}] section "
+                    f"(nor a [{generic}] with sensor_type: {GENERIC_SENSOR_TYPE}); the chamber "
+                    f"heater cannot be controlled from Klipper. Add one to printer.cfg or set "
+                    f"'heater' to the name used there.",
                 )
                 continue
             self._clear_warning(heater)
@@ -220,7 +233,7 @@ class KlippyRelay:
 
     def _on_status_update(self, status: dict[str, Any], eventtime: float | None = None) -> None:
         for heater, controller in self.controllers.items():
-            fields = status.get(OBJECT_PREFIX + heater)
+            fields = status.get(self.objects[heater])
             if isinstance(fields, dict) and "target" in fields:
                 controller.adopt_klipper_target(fields["target"], None)
             if controller.chamber_sensor:

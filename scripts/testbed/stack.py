@@ -17,6 +17,7 @@ from .configs import panda_section, printer_cfg
 from .klippy import Klippy
 from .moonraker import Moonraker
 from .mosquitto import Mosquitto
+from .printer_data import PrinterData
 from .sim import SimProcess
 
 STOCK_FIRMWARES = ("v1.0.0", "v1.0.1", "v1.0.2", "v1.0.3", "v1.0.4")
@@ -27,6 +28,8 @@ DEVICE_ID = "ACEBE68FE51C"
 #: Moonraker's [mqtt] instance_name (its status topic is <instance>/moonraker/status).
 MQTT_INSTANCE = "testprinter"
 HEATER_OBJECT = "heater_panda_breath chamber"
+#: The Klipper object holding the chamber's target in each heater setup.
+HEATER_OBJECTS = {"default": HEATER_OBJECT, "klipperscreen": "heater_generic chamber"}
 
 S = TypeVar("S", bound="Stack")
 
@@ -42,6 +45,7 @@ class Stack:
     moonraker: Moonraker
     broker: Mosquitto | None = None
     parts: list[Any] = field(default_factory=list)
+    heater_object: str = HEATER_OBJECT
 
     def wait_sim(
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0,
@@ -64,7 +68,7 @@ class Stack:
                           what)
 
     def heater_status(self) -> dict[str, Any]:
-        return self.moonraker.query({HEATER_OBJECT: None})[HEATER_OBJECT]
+        return self.moonraker.query({self.heater_object: None})[self.heater_object]
 
     def set_target(self, target: float) -> None:
         self.moonraker.gcode(f"SET_HEATER_TEMPERATURE HEATER=chamber TARGET={target}")
@@ -111,13 +115,18 @@ def start_stack(
     moonraker_debug: bool = False,
     moonraker_python: Path | None = None,
     klippy_mcu: str = "file",
+    heater_setup: str = "default",
+    printer_data: bool = False,
     stack_class: type[S] = Stack,  # type: ignore[assignment]
 ) -> S:
     """Start every part and return once Klipper's heater has its first reading.
 
     Klipper refuses a target above 0 until the heater is fed, so callers can
     set targets straight away.  On any failure the parts already started are
-    stopped before the error propagates.
+    stopped before the error propagates.  ``printer_data=True`` lays the parts
+    out as on a printer (``testbed.printer_data``: WORKDIR/printer_data, the
+    usual macros), so Moonraker and the UIs raise no path or configuration
+    warnings; the demo runs that way.
     """
     if firmware not in FIRMWARES:
         raise ValueError(f"firmware must be one of {', '.join(FIRMWARES)}")
@@ -140,11 +149,20 @@ def start_stack(
         )
         sim.start()
         parts.append(sim)
-        klippy = Klippy(
-            workdir / "klippy",
-            printer_cfg(workdir / "gcodes", stale_timeout=stale_timeout, extra=printer_extra),
-            mcu=klippy_mcu,
-        )
+        layout = PrinterData(workdir) if printer_data else None
+        if layout is not None:
+            klippy = layout.klippy(
+                printer_cfg(layout.gcodes, stale_timeout=stale_timeout, extra=printer_extra,
+                            setup=heater_setup),
+                mcu=klippy_mcu,
+            )
+        else:
+            klippy = Klippy(
+                workdir / "klippy",
+                printer_cfg(workdir / "gcodes", stale_timeout=stale_timeout, extra=printer_extra,
+                            setup=heater_setup),
+                mcu=klippy_mcu,
+            )
         klippy.start()
         parts.append(klippy)
         if broker is not None:
@@ -157,7 +175,7 @@ def start_stack(
             workdir / "moonraker", klippy.socket_path,
             extra_config=panda + extra_moonraker_config,
             port=moonraker_port, cors_domains=cors_domains, debug=moonraker_debug,
-            python=moonraker_python,
+            python=moonraker_python, data_path=layout.root if layout is not None else None,
         )
         moonraker.start()
         parts.append(moonraker)
@@ -169,4 +187,5 @@ def start_stack(
             except Exception:  # noqa: BLE001
                 pass
         raise
-    return stack_class(workdir, firmware, sim, klippy, moonraker, broker, parts)
+    return stack_class(workdir, firmware, sim, klippy, moonraker, broker, parts,
+                       HEATER_OBJECTS[heater_setup])
