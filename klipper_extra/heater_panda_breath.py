@@ -137,9 +137,26 @@ def parse_update(web_request):
     link = _get_optional(web_request, 'link', STRING_TYPES, "a string")
     fault = _get_optional(web_request, 'fault', STRING_TYPES,
                           "a string or null")
+    drying = _get_optional(web_request, 'drying', (bool,), "true or false")
+    drying_remaining = _get_number(web_request, 'drying_remaining', False)
     return temperature, {'heater_on': heater_on, 'power': power,
                          'device_target': device_target, 'link': link,
-                         'fault': fault}
+                         'fault': fault, 'drying': bool(drying),
+                         'drying_remaining': drying_remaining}
+
+def drying_end(state, eventtime):
+    # The component pushes the remaining time when it changes (at most once a
+    # minute); the countdown runs here in between.
+    remaining = state.get('drying_remaining')
+    if not state.get('drying') or remaining is None:
+        return None
+    return eventtime + max(0., remaining)
+
+def drying_status(state, end, eventtime):
+    remaining = None
+    if end is not None:
+        remaining = round(max(0., end - eventtime), 0)
+    return {'drying': bool(state.get('drying')), 'drying_remaining': remaining}
 
 
 ######################################################################
@@ -257,6 +274,8 @@ class PandaBreathHeater(ReadingTracker):
         self.last_update_time = None
         self.ready_time = None
         self.heater_on = self.device_target = self.power = None
+        self.drying_state = {}
+        self.drying_end = None
         self.link = self.fault = None
         self.forwarder = TargetForwarder(self.printer, self.full_name,
                                          self.short_name)
@@ -301,6 +320,8 @@ class PandaBreathHeater(ReadingTracker):
     # Inbound readings
     def handle_update(self, web_request):
         temperature, state = parse_update(web_request)
+        self.drying_state = state
+        self.drying_end = drying_end(state, self.reactor.monotonic())
         self.heater_on = state['heater_on']
         self.power = state['power']
         self.device_target = state['device_target']
@@ -371,16 +392,19 @@ class PandaBreathHeater(ReadingTracker):
         power = self.power
         if power is None:
             power = 1. if self.heater_on else 0.
-        return {'temperature': round(self.temperature, 2),
-                'target': self.target,
-                'power': power,
-                'connected': not self._is_stale(eventtime),
-                'last_update_age': age,
-                'heater_on': self.heater_on,
-                'device_target': self.device_target,
-                'link': self.link,
-                'fault': self.fault,
-                'forward_error': self.forwarder.error}
+        status = {'temperature': round(self.temperature, 2),
+                  'target': self.target,
+                  'power': power,
+                  'connected': not self._is_stale(eventtime),
+                  'last_update_age': age,
+                  'heater_on': self.heater_on,
+                  'device_target': self.device_target,
+                  'link': self.link,
+                  'fault': self.fault,
+                  'forward_error': self.forwarder.error}
+        status.update(drying_status(self.drying_state, self.drying_end,
+                                    eventtime))
+        return status
     def stats(self, eventtime):
         is_active = self.target > 0. or bool(self.heater_on)
         return is_active, '%s: target=%.0f temp=%.1f pwm=%.3f' % (
@@ -440,7 +464,9 @@ class PandaBreathSensor(ReadingTracker):
         self.last_update_time = self.ready_time = self.last_report_time = None
         self.sent_target = 0.
         self.state = {'heater_on': None, 'power': None, 'device_target': None,
-                      'link': None, 'fault': None}
+                      'link': None, 'fault': None, 'drying': False,
+                      'drying_remaining': None}
+        self.drying_end = None
         self.forwarder = TargetForwarder(self.printer, self.full_name,
                                          self.short_name)
         self.reported_stale = False
@@ -544,6 +570,7 @@ class PandaBreathSensor(ReadingTracker):
     def handle_update(self, web_request):
         temperature, self.state = parse_update(web_request)
         eventtime = self.reactor.monotonic()
+        self.drying_end = drying_end(self.state, eventtime)
         if temperature is not None:
             self.temperature = temperature
             self.last_update_time = eventtime
@@ -563,16 +590,18 @@ class PandaBreathSensor(ReadingTracker):
         temperature = self.temperature
         if temperature is not None:
             temperature = round(temperature, 2)
-        return {'heater': self.full_name,
-                'temperature': temperature,
-                'power': power,
-                'connected': not self._is_stale(eventtime),
-                'last_update_age': age,
-                'heater_on': self.state['heater_on'],
-                'device_target': self.state['device_target'],
-                'link': self.state['link'],
-                'fault': self.state['fault'],
-                'forward_error': self.forwarder.error}
+        status = {'heater': self.full_name,
+                  'temperature': temperature,
+                  'power': power,
+                  'connected': not self._is_stale(eventtime),
+                  'last_update_age': age,
+                  'heater_on': self.state['heater_on'],
+                  'device_target': self.state['device_target'],
+                  'link': self.state['link'],
+                  'fault': self.state['fault'],
+                  'forward_error': self.forwarder.error}
+        status.update(drying_status(self.state, self.drying_end, eventtime))
+        return status
 
 class PandaBreathPin:
     # Klipper's heater drives this pin with its control's duty cycle.  The

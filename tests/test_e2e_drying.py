@@ -48,6 +48,10 @@ def test_the_power_device_starts_and_stops_the_devices_drying_cycle(
     device = stack.wait_device(lambda d: d["drying"] is not None, 2.0)
     assert device["drying"]["source"] == "Moonraker"
     assert 3 * 3600 - 120 <= device["drying"]["remaining_s"] <= 3 * 3600
+    # The countdown in Klipper's status object, for every UI that reads it.
+    heater = wait_until(lambda: (h := stack.heater_status())["drying"] and h, 3.0,
+                        what="drying in Klipper's heater status")
+    assert 3 * 3600 - 120 <= heater["drying_remaining"] <= 3 * 3600
     # TURN_OFF_HEATERS and the idle timeout concern Klipper's heater, not this job.
     stack.moonraker.gcode("TURN_OFF_HEATERS")
     time.sleep(1.5)

@@ -220,6 +220,8 @@ def test_status_before_any_reading(fresh_klippy: Klippy) -> None:
         "link": None,
         "fault": None,
         "forward_error": None,
+        "drying": False,
+        "drying_remaining": None,
     }
 
 
@@ -254,6 +256,16 @@ def test_power_is_the_pushed_commanded_state_where_the_relay_is_unknown(
     with pytest.raises(KlippyError, match=r"expected 0.0 to 1.0"):
         push(moon, "chamber", 30, power=1.5)
     assert_ready(moon)
+
+
+def test_the_drying_countdown_runs_between_pushes(moon: KlippyAPIClient) -> None:
+    push(moon, "chamber", 40, drying=True, drying_remaining=3600.0)
+    first = status(moon)
+    assert first["drying"] is True and 3598 <= first["drying_remaining"] <= 3600
+    time.sleep(2.2)
+    assert status(moon)["drying_remaining"] <= first["drying_remaining"] - 2
+    push(moon, "chamber", 40, drying=False)
+    assert status(moon)["drying"] is False and status(moon)["drying_remaining"] is None
 
 
 def test_a_state_push_without_a_reading_updates_link_and_fault_only(

@@ -251,6 +251,8 @@ def test_update_reply_and_device_state(moon: KlippyAPIClient) -> None:
         "link": "connected",
         "fault": None,
         "forward_error": None,
+        "drying": False,
+        "drying_remaining": None,
     }
     reply = moon.request(UPDATE, {"heater": "chamber", "link": "disconnected", "fault": "x"})
     assert reply == {"target": 0.0, "heater": "chamber"}
