@@ -17,10 +17,13 @@ from pathlib import Path
 from testbed import ROOT
 from testbed.stack import FIRMWARES, Stack, start_stack
 
-# Lets the hosted Mainsail and Fluidd pages talk to this Moonraker.
+# Lets the hosted Mainsail and Fluidd pages, and a UI served on this machine at
+# http://localhost[:PORT], talk to this Moonraker (an http://127.0.0.1:PORT page
+# needs no entry: loopback is a trusted client).
 CORS = (
     "https://my.mainsail.xyz", "http://my.mainsail.xyz",
     "https://app.fluidd.xyz", "http://app.fluidd.xyz",
+    "http://localhost", "http://localhost:*",
 )
 
 
@@ -36,7 +39,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--time-scale", type=float, default=30.0,
         help="simulated chamber clock speed-up (default 30: 22 to 45 °C in about a minute)",
     )
-    parser.add_argument("--workdir", type=Path, default=ROOT / "run" / "demo")
+    parser.add_argument(
+        "--workdir", type=Path, default=ROOT / "run" / "demo",
+        help="holds printer_data/ (config, logs, gcodes, database) and the parts' output",
+    )
     return parser.parse_args(argv)
 
 
@@ -68,11 +74,12 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
     try:
-        macros = ROOT / "examples" / "panda_breath_macros.cfg"
+        # A printer's layout (printer_data/config with printer.cfg, the usual
+        # PAUSE/RESUME/CANCEL_PRINT macros and examples/panda_breath_macros.cfg
+        # included): the UIs open without configuration warnings.
         stack = start_stack(
             workdir, args.firmware, time_scale=args.time_scale, sim_port=args.sim_port or None,
-            moonraker_port=args.moonraker_port, cors_domains=CORS,
-            printer_extra=macros.read_text(),
+            moonraker_port=args.moonraker_port, cors_domains=CORS, printer_data=True,
         )
         moonraker, sim = stack.moonraker, stack.sim
         url = moonraker.url
@@ -83,7 +90,8 @@ def main(argv: list[str]) -> int:
 Panda Breath demo is running (simulated {args.firmware}, time x{args.time_scale:g}).
   Moonraker:  {url}
   Simulator:  {device} (true device state: http://127.0.0.1:{sim.port}/sim/state)
-  Logs:       {workdir}
+  Config:     {moonraker.data_path / "config"} (printer.cfg, moonraker.conf)
+  Logs:       {moonraker.data_path / "logs"}
 
 Set a chamber target:
   curl -s -X POST {url}/printer/gcode/script -H 'Content-Type: application/json' \\
@@ -92,6 +100,7 @@ Set a chamber target:
 Device status:  curl -s {url}/server/panda_breath/status
 Mainsail: open https://my.mainsail.xyz and add the printer {url}
 Fluidd:   open http://app.fluidd.xyz and add the printer {url}
+(or serve either UI yourself at http://localhost:PORT or http://127.0.0.1:PORT)
 
 Ctrl-C stops everything.
 """, flush=True)

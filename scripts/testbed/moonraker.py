@@ -57,6 +57,8 @@ class Moonraker:
         cors_domains: tuple[str, ...] = (),
         debug: bool = False,
         python: Path | None = None,
+        data_path: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> None:
         #: The interpreter of the Moonraker venv (default: .venvs/moonraker).
         self.python = Path(python) if python is not None else MOONRAKER_PYTHON
@@ -64,7 +66,13 @@ class Moonraker:
         #: component's /debug/panda_breath/fail_link fault injector.
         self.debug = debug
         self.workdir = Path(workdir)
-        self.data_path = self.workdir / "moonraker_data"
+        #: Moonraker's ``-d`` (default WORKDIR/moonraker_data); a printer_data folder
+        #: (testbed.printer_data) makes it run as on a printer.
+        self.data_path = (
+            Path(data_path) if data_path is not None else self.workdir / "moonraker_data"
+        )
+        #: Extra environment for the process (e.g. PYTHONPATH to run a git checkout, HOME).
+        self.env = dict(env or {})
         self.klippy_socket = str(klippy_socket)
         self.extra_config = extra_config
         self.port = port or free_port()
@@ -105,7 +113,7 @@ class Moonraker:
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             # A terminal's Ctrl-C reaches only our caller, which stops the
             # parts in order (Moonraker first, so the device goes off).
             start_new_session=True,
