@@ -40,6 +40,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="simulated chamber clock speed-up (default 30: 22 to 45 °C in about a minute)",
     )
     parser.add_argument(
+        "--setup", choices=("klipperscreen", "default"), default="klipperscreen",
+        help="klipperscreen (the demo's default): [heater_generic chamber], listed by "
+             "KlipperScreen, Mainsail and Fluidd; default: [heater_panda_breath chamber] "
+             "(Mainsail, Fluidd)",
+    )
+    parser.add_argument(
         "--workdir", type=Path, default=ROOT / "run" / "demo",
         help="holds printer_data/ (config, logs, gcodes, database) and the parts' output",
     )
@@ -80,6 +86,10 @@ def main(argv: list[str]) -> int:
         stack = start_stack(
             workdir, args.firmware, time_scale=args.time_scale, sim_port=args.sim_port or None,
             moonraker_port=args.moonraker_port, cors_domains=CORS, printer_data=True,
+            heater_setup=args.setup,
+            # Klipper's own heater (the KlipperScreen setup) needs a clock:
+            # the stand-in MCU gives it one.
+            klippy_mcu="sim" if args.setup == "klipperscreen" else "file",
         )
         moonraker, sim = stack.moonraker, stack.sim
         url = moonraker.url
