@@ -238,3 +238,21 @@ async def test_a_state_found_on_reconnect_is_reported_as_such() -> None:
     change = controller.last_outside_change
     assert change is not None and change["changed"] == {"device_target": 30.0}
     assert "(re)connecting" in change["by"]
+
+
+async def test_printer_sensor_readings_that_are_not_finite_numbers_are_ignored() -> None:
+    relay = NullRelay()
+    controller = DeviceController("dev", "chamber", 60.0, relay, lambda: None,
+                                  chamber_sensor="temperature_sensor chamber",
+                                  regulation_interval=5.0)
+    link = RecordingLink(controller)
+    controller.link = link
+    controller.adopt_klipper_target(0.0, None)
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False, chamber_temp=30.0))
+    controller.set_target(40.0, "klipper")
+    for value in (float("nan"), float("inf"), "40", None, True, [40], 10**400):
+        controller.on_printer_reading(value)
+    assert controller.printer_temp is None
+    controller.on_printer_reading(35.5)
+    assert controller.printer_temp == 35.5
+    assert controller.set_point() == 40.0

@@ -38,6 +38,7 @@ from .model import (
     MODE_ON,
     MODE_STANDBY,
     DeviceReport,
+    as_number,
     clamp_target,
     device_degrees,
 )
@@ -357,9 +358,10 @@ class DeviceController:
 
     def on_printer_reading(self, value: Any) -> None:
         """Klipper's ``chamber_sensor`` reported a temperature."""
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        reading = as_number(value)  # finite numbers only, whatever Klipper sends
+        if reading is None:
             return
-        self.printer_temp = float(value)
+        self.printer_temp = reading
         self._printer_temp_at = time.monotonic()
         self._regulate()
         link = self.link
