@@ -2,7 +2,12 @@
 """Simulated BIQU Panda Breath for the bridge's tests, demo and benchmark.
 
 Run ``python scripts/panda_breath_sim.py --port 8080`` and point a client at
-``ws://127.0.0.1:8080/ws``. ``GET /sim/state`` shows the device's true state;
+``ws://127.0.0.1:8080/ws`` (``--firmware dragonbreath``: the DragonBreath HTTP
+API v2 and event stream at ``http://127.0.0.1:8080/api/v2/...``; its own
+control actions are listed in ``pbsim.dragonbreath``: take_over, button_long_press,
+fault, clear_fault, occupy_streams, silence_stream, drop_streams, reboot, refuse,
+slow, auto_print, sensor_fault, comms_ms, set_temps, time_scale, state).
+``GET /sim/state`` shows the device's true state;
 ``GET /sim/control?action=NAME&param=value`` injects faults (GET only: the
 listener is the ``websockets`` server, whose HTTP side only answers GET).
 
@@ -32,6 +37,7 @@ import os
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,6 +49,8 @@ from pbsim import (  # noqa: E402 - after the path set-up for direct execution
     SimOptions,
     Simulator,
 )
+from pbsim.dragonbreath import FIRMWARE_NAME as DRAGONBREATH  # noqa: E402
+from pbsim.dragonbreath import DragonBreathOptions  # noqa: E402
 from pbsim.esphome import EsphomeOptions  # noqa: E402
 from pbsim.faults import FAULT_KINDS, ScheduledFault  # noqa: E402
 from pbsim.stock_ws import WsOptions  # noqa: E402
@@ -84,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("listener and device")
     g.add_argument("--host", default="127.0.0.1")
     g.add_argument("--port", type=int, default=8080, help="HTTP/WebSocket port (0: any free)")
-    g.add_argument("--firmware", choices=list(FIRMWARES), default="v1.0.3")
+    g.add_argument("--firmware", choices=[*FIRMWARES, DRAGONBREATH], default="v1.0.3")
     g.add_argument("--time-scale", type=float, default=1.0,
                    help="model clock speed-up (thermal model, drying timer)")
     g.add_argument("--frame-interval", type=float, default=None,
@@ -147,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="turn the climate OFF after this many seconds without a command "
                    "or a <prefix>/host/heartbeat message")
 
+    d = p.add_argument_group("DragonBreath (--firmware dragonbreath)")
+    d.add_argument("--db-token", default=None,
+                   help="control token X-DragonBreath-Auth must equal (default: any non-empty)")
+    d.add_argument("--db-comms-ms", type=int, default=None,
+                   help="config.comms_ms at first boot (lease / watchdog; default 300000)")
+    d.add_argument("--db-comms-ms-min", type=int, default=None,
+                   help="lowest comms_ms accepted (device: 10000; lower only for tests)")
+    d.add_argument("--db-max-streams", type=int, default=None, help="event streams (device: 2)")
+    d.add_argument("--db-response-delay", type=float, default=None,
+                   help="hold every API answer back this many seconds")
+
     p.add_argument("--fault", action="append", default=[], type=_fault_spec,
                    metavar="KIND[:SECONDS]@AT", help="schedule a fault at a start-up offset")
     return p
@@ -203,8 +222,24 @@ async def _watch_parent(stop: asyncio.Event) -> None:
     stop.set()
 
 
-async def _run(options: SimOptions, exit_with_parent: bool = False) -> None:
-    sim = Simulator(options)
+def dragonbreath_overrides(args: argparse.Namespace) -> dict[str, DragonBreathOptions]:
+    """The ``--db-*`` options as ``Simulator(dragonbreath=...)``; empty for other firmwares."""
+    if args.firmware != DRAGONBREATH:
+        return {}
+    options = DragonBreathOptions()
+    for name, value in (("token", args.db_token), ("comms_ms", args.db_comms_ms),
+                        ("comms_ms_min", args.db_comms_ms_min),
+                        ("max_streams", args.db_max_streams),
+                        ("response_delay", args.db_response_delay)):
+        if value is not None:
+            setattr(options, name, value)
+    return {"dragonbreath": options}
+
+
+async def _run(
+    options: SimOptions, exit_with_parent: bool = False, extra: dict[str, Any] | None = None
+) -> None:
+    sim = Simulator(options, **(extra or {}))
     await sim.start()
     print(f"panda_breath_sim ready on {sim.base_url} firmware={options.firmware}", flush=True)
     stop = asyncio.Event()
@@ -229,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         options = options_from_args(args)
-        asyncio.run(_run(options, args.exit_with_parent))
+        asyncio.run(_run(options, args.exit_with_parent, dragonbreath_overrides(args)))
     except ValueError as exc:
         print(f"panda_breath_sim: {exc}", file=sys.stderr)
         return 2

@@ -55,6 +55,33 @@ class DeviceReport:
     snapshot: bool = False
     #: Fields that were present but unusable (wrong type, out of range).
     rejected_fields: list[str] = field(default_factory=list)
+    #: DragonBreath (``firmware: dragonbreath``) only; None everywhere else.
+    #: ``state_revision``: bumped by the device on every control, mode, lease,
+    #: fault or safety change (never by temperatures or heartbeats); restarts at 1
+    #: on every boot.
+    revision: int | None = None
+    #: Random per boot; a new one means the device rebooted (lease gone, mode off).
+    boot_id: str | None = None
+    #: Who made the last revision change: boot, web, klipper, button, safety,
+    #: watchdog (and, assumed, ha); not necessarily who holds the lease.
+    source: str | None = None
+    #: The device's own fault text (``safety.reason``), e.g. "controller lease
+    #: expired"; None when there is none.
+    fault_reason: str | None = None
+    #: A latched (or permanently inhibited) safety fault: heat commands are
+    #: refused until it is cleared explicitly.
+    fault_latched: bool | None = None
+    #: Why the blower runs: off, heater, thermal_purge, auto_filter, requested, fault.
+    fan_reason: str | None = None
+    #: Whether the control lease is held by this bridge (our actor id); False
+    #: when no lease is active or another controller holds it.
+    lease_owned: bool | None = None
+    #: Seconds left on the active lease (whoever holds it); 0 when none.
+    lease_expires_s: float | None = None
+    #: The device's comms watchdog / lease time-to-live, in milliseconds.
+    comms_ms: int | None = None
+    #: The device's runtime ceiling (``target.maximum_c``): it clamps targets to it.
+    device_max_target: float | None = None
 
     def is_heating_enabled(self) -> bool | None:
         """Whether the device is set to heat on its own, as far as this message tells."""

@@ -12,6 +12,9 @@ that heating is observable. One concept per module:
 - ``stock_ws``  the stock WebSocket protocol (snapshot, periodic frames, writes)
 - ``stock_mqtt`` the v1.0.4 Home Assistant MQTT interface
 - ``esphome``   the ESPHome build (bang_bang climate over MQTT)
+- ``dragonbreath`` the DragonBreath firmware (HTTP API v2, event stream, lease watchdog);
+  ``Simulator(firmware="dragonbreath")`` builds its ``DragonBreathSimulator``
+- ``http_server`` the small asyncio HTTP/SSE listener DragonBreath is served by
 - ``mqtt_link`` a paho client bridged onto the asyncio loop
 - ``journal``   counters and the log of received frames shown in ``/sim/state``
 - ``server``    the HTTP/WebSocket listener (``/ws``, ``/sim/state``, ``/sim/control``)

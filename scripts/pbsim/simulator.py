@@ -103,6 +103,15 @@ class SimOptions:
 class Simulator:
     """A simulated Panda Breath. ``await start()``, talk to ``ws_url``, ``await stop()``."""
 
+    def __new__(cls, options: SimOptions | None = None, **overrides: Any) -> Simulator:
+        # ``firmware="dragonbreath"`` is an HTTP/SSE device of its own (pbsim.dragonbreath).
+        firmware = overrides.get("firmware", options.firmware if options else None)
+        if cls is Simulator and firmware == "dragonbreath":
+            from pbsim.dragonbreath import DragonBreathSimulator
+
+            return super().__new__(DragonBreathSimulator)
+        return super().__new__(cls)
+
     def __init__(self, options: SimOptions | None = None, **overrides: Any) -> None:
         self.options = (options or SimOptions()).apply(**overrides)
         o = self.options
