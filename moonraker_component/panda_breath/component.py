@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .backoff import Backoff
 from .config import MQTT_FIRMWARES, DeviceConfig, read_device_config
 from .controller import KLIPPER_GRACE_S, DeviceController
+from .dragonbreath_link import DragonBreathLink
 from .drying_device import create_drying_device
 from .drying_device import device_name as drying_device_name
 from .esphome_mqtt import EsphomeMqttProtocol
@@ -56,6 +57,7 @@ class PandaBreathDevice:
         self.section_config: Any = None
         #: The "unreachable" warning is shown (or its check is scheduled).
         self.offline_warned = False
+        self.fault_warning: str | None = None
         self.offline_check: asyncio.TimerHandle | None = None
 
 
@@ -82,6 +84,9 @@ class PandaBreath:
             "/server/panda_breath/status", ["GET"], self._handle_status_request
         )
         # Only with Moonraker's -g: lets the fault suite prove a failed link recovers.
+        self.server.register_endpoint(
+            "/server/panda_breath/clear_fault", ["POST"], self._handle_clear_fault
+        )
         register_debug = getattr(self.server, "register_debug_endpoint", None)
         if register_debug is not None:
             register_debug("/debug/panda_breath/fail_link", ["POST"], self._handle_fail_link)
@@ -162,6 +167,14 @@ class PandaBreath:
                 controller, cfg.name, self.mqtt, stock,
                 silence_timeout=cfg.silence_timeout,
                 availability_implied_by_state=True,
+            )
+        if cfg.firmware == "dragonbreath":
+            assert cfg.host is not None
+            return DragonBreathLink(
+                controller, cfg.name, cfg.host, cfg.port, token=cfg.token,
+                connect_timeout=cfg.connect_timeout, silence_timeout=cfg.silence_timeout,
+                backoff=Backoff(first=0.25, cap=cfg.reconnect_max_delay),
+                lease_timeout=cfg.lease_timeout,
             )
         raise NotImplementedError(f"firmware '{cfg.firmware}' is not supported yet")
 
@@ -305,6 +318,23 @@ class PandaBreath:
     async def _handle_status_request(self, web_request: WebRequest) -> dict[str, Any]:
         return self.status()
 
+    async def _handle_clear_fault(self, web_request: WebRequest) -> dict[str, Any]:
+        """The explicit user action that clears a latched device fault (DragonBreath).
+
+        The bridge never clears one on its own: the device latched it for a reason.
+        """
+        name = web_request.get_str("name", next(iter(self.devices), ""))
+        device = self.devices.get(name)
+        if device is None:
+            raise self.server.error(f"no panda_breath device named '{name}'", 404)
+        if not device.controller.clear_fault():
+            raise self.server.error(
+                f"[{device.cfg.section}]: nothing to clear (this firmware clears its faults "
+                "by itself, or the device is not reachable)", 409,
+            )
+        logging.info("panda_breath [%s]: fault clear requested by the user", name)
+        return {"name": name, "requested": True}
+
     async def _handle_fail_link(self, web_request: WebRequest) -> dict[str, Any]:
         name = web_request.get_str("name", next(iter(self.devices), ""))
         device = self.devices.get(name)
@@ -348,12 +378,37 @@ class PandaBreath:
                     warn_id=warn_id,
                 )
 
+    def _check_faults(self) -> None:
+        """A fault the device reports is a warning in every UI while it lasts."""
+        for device in self.devices.values():
+            faults = device.controller.faults
+            warn_id = f"panda_breath_fault_{device.cfg.name}"
+            text = ", ".join("%s: %s" % item for item in sorted(faults.items()))
+            if not faults or self._closing:
+                if device.fault_warning is not None:
+                    device.fault_warning = None
+                    self.server.remove_warning(warn_id)
+                continue
+            if text == device.fault_warning:
+                continue
+            device.fault_warning = text
+            how = (
+                "it is latched: clear it with POST /server/panda_breath/clear_fault"
+                f"?name={device.cfg.name} once the cause is fixed"
+                if device.link.arbitrates else "it stays off until the fault clears"
+            )
+            self.server.add_warning(
+                f"[{device.cfg.section}]: the device reports a fault ({text}); {how}.",
+                warn_id=warn_id,
+            )
+
     def _offline_check_due(self, device: PandaBreathDevice) -> None:
         device.offline_check = None
         self._check_reachability()
 
     def _schedule_notify(self) -> None:
         self._check_reachability()
+        self._check_faults()
         for device in self.devices.values():
             if device.drying_device is not None:
                 device.drying_device.sync()

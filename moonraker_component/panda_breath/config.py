@@ -20,7 +20,9 @@ from .model import (
 )
 from .mqtt_common import is_topic_level, is_topic_prefix
 
-FIRMWARES = ("stock", "stock_mqtt", "esphome")
+FIRMWARES = ("stock", "stock_mqtt", "esphome", "dragonbreath")
+#: Firmwares reached over the network at ``host`` (WebSocket or HTTP).
+HOST_FIRMWARES = ("stock", "dragonbreath")
 #: Klipper objects that report a chamber temperature ``chamber_sensor`` may name.
 CHAMBER_SENSOR_KINDS = ("temperature_sensor", "temperature_fan", "heater_generic")
 #: Firmwares reached through Moonraker's [mqtt] broker connection.
@@ -43,6 +45,9 @@ class DeviceConfig:
     silence_timeout: float = 10.0
     reconnect_max_delay: float = 5.0
     reassert_interval: float = 20.0
+    # DragonBreath.
+    token: str = "web"
+    lease_timeout: float | None = None
     offline_warning_delay: float = 30.0
     drying_temperature: int = 55
     temperature_offset: float = 0.0
@@ -114,8 +119,10 @@ def read_device_config(config: Any) -> DeviceConfig:
         else:
             cfg.firmware = firmware
     cfg.host = reader.read(config.get, "host", None)
-    if cfg.firmware == "stock" and not cfg.host:
-        cfg.errors.append("option 'host' is required for firmware 'stock' (e.g. PandaBreath.local)")
+    if cfg.firmware in HOST_FIRMWARES and not cfg.host:
+        cfg.errors.append(
+            f"option 'host' is required for firmware '{cfg.firmware}' (e.g. PandaBreath.local)"
+        )
     cfg.port = reader.read(config.getint, "port", 80, minval=1, maxval=65535)
     default_heater = "chamber" if len(parts) == 1 else name
     heater = reader.read(config.get, "heater", default_heater)
@@ -173,6 +180,18 @@ def read_device_config(config: Any) -> DeviceConfig:
     cfg.drying_hours = reader.read(
         config.getint, "drying_hours", 6, minval=DRYING_HOURS_RANGE[0],
         maxval=DRYING_HOURS_RANGE[1],
+    )
+    # DragonBreath: its API token (sent as X-DragonBreath-Auth, never logged)
+    # and the host lease the device's watchdog enforces.
+    token = reader.read(config.get, "token", "web")
+    if token is not None:
+        token = str(token).strip()
+        if not token or any(ch.isspace() or not ch.isprintable() for ch in token):
+            cfg.errors.append("option 'token': must be printable text without spaces")
+        else:
+            cfg.token = token
+    cfg.lease_timeout = reader.read(
+        config.getfloat, "lease_timeout", None, minval=10.0, maxval=300.0
     )
     cfg.offline_warning_delay = reader.read(
         config.getfloat, "offline_warning_delay", 30.0, minval=5.0, maxval=3600.0

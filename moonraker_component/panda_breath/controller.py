@@ -170,6 +170,9 @@ class DeviceController:
         self.regulator = SetPointRegulator(regulation_interval) if chamber_sensor else None
         self.printer_temp: float | None = None
         self._printer_temp_at = 0.0
+        #: Who else controls the device now, on firmwares that arbitrate
+        #: (DragonBreath): the bridge waits for Klipper's next target.
+        self.external_control: str | None = None
         #: The drying cycle running on the device, if any.
         self.drying: DryingRun | None = None
         self._drying_sent_at = 0.0
@@ -199,6 +202,11 @@ class DeviceController:
                 "panda_breath [%s]: target %.1f clamped to %.1f", self.name, target, clamped
             )
         self.target_source = source
+        if self.external_control is not None and source == "klipper":
+            # Klipper's new target takes the device back.
+            logging.info("panda_breath [%s]: Klipper's target takes the device back from %s",
+                         self.name, self.external_control)
+            self.external_control = None
         if clamped > 0 and self.drying is not None:
             # The print needs the chamber: Klipper's target wins over drying.
             self._end_drying("drying ended: Klipper set the chamber to %.0f" % clamped)
@@ -229,6 +237,7 @@ class DeviceController:
             logging.info("panda_breath [%s]: switching off (%s)", self.name, reason)
         self.last_event = "off: %s" % reason
         self.drying = None  # a safety event ends drying too
+        self.external_control = None  # and is never left to another controller
         self.target_known = True
         self.requested_target = 0.0
         self.target_source = reason
@@ -241,6 +250,19 @@ class DeviceController:
         else:
             self._try_sync()
         self._changed()
+
+    def clear_fault(self) -> bool:
+        """The user clears a latched device fault: the device is Klipper's again.
+
+        Klipper's target is written once the device reports the fault gone.
+        """
+        link = self.link
+        if link is None or not link.clear_fault():
+            return False
+        self.external_control = None
+        self.last_event = "fault clear requested by the user"
+        self._changed()
+        return True
 
     # Drying (Moonraker's power device) ------------------------------------------
 
@@ -493,6 +515,9 @@ class DeviceController:
             return
         self._cancel(self._snapshot_timer)
         self._synced_since_connect = True
+        if self._snapshot is not None and self._someone_else_controls(self._snapshot):
+            self._snapshot = None
+            return  # the device is someone else's now; Klipper's next target acts
         if self.effective_target() == 0 and self.drying is not None:
             pass  # a drying run, adopted or ours: not uncommanded heat
         elif self.effective_target() == 0 and self.is_device_heating():
@@ -504,7 +529,28 @@ class DeviceController:
         self._snapshot = None
         self._write_desired(urgent=True)
 
+    def _someone_else_controls(self, report: DeviceReport) -> bool:
+        """On a firmware that arbitrates, a state changed by another controller
+        (its buttons, web page, Home Assistant, its AUTO mode, its safety) is
+        the device's decision: shown, not undone, until Klipper's next target."""
+        link = self.link
+        if link is None or not link.arbitrates:
+            return False
+        source = report.source
+        if source is not None and source != link.own_source and source != "boot":
+            if self.external_control != source:
+                self.external_control = source
+                self.last_event = (
+                    "%s took control of the device; Klipper's next target takes it back"
+                    % source
+                )
+                logging.info("panda_breath [%s]: %s", self.name, self.last_event)
+                self._changed()
+        return self.external_control is not None
+
     def _reconcile(self, report: DeviceReport) -> None:
+        if self._someone_else_controls(report):
+            return
         wanted = self.effective_target()
         if wanted == 0 and self.drying is not None:
             return  # the device dries; that is what was asked (or adopted)
@@ -681,6 +727,7 @@ class DeviceController:
             "last_outside_change": self.last_outside_change,
             "reasserts": self.reasserts,
             "drying": None if self.drying is None else self.drying.describe(time.monotonic()),
+            "external_control": self.external_control,
             "set_point": self.set_point(),
             "temperature_offset": self.temperature_offset,
             "chamber_sensor": self.chamber_sensor,

@@ -124,6 +124,8 @@ class DragonBreathLink(DeviceLink):
 
     reports_settings = True
     supports_drying = True
+    arbitrates = True
+    own_source = db.ACTOR_KIND
 
     def __init__(
         self,

@@ -268,7 +268,9 @@ def _state_params(controller: DeviceController) -> dict[str, Any]:
     params: dict[str, Any] = {
         "power": controller.power(),
         "link": controller.link.state if controller.link is not None else None,
-        "fault": ", ".join(sorted(controller.faults)) or None,
+        "fault": ", ".join(
+            "%s: %s" % item for item in sorted(controller.faults.items())
+        ) or None,
     }
     if controller.heater_on is not None:
         params["heater_on"] = bool(controller.heater_on)

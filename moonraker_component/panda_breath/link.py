@@ -85,11 +85,21 @@ class DeviceLink(abc.ABC):
         device may have changed since (front panel, web UI, another client).
         """
 
+    #: Whether the device arbitrates between controllers itself (DragonBreath):
+    #: then a change made by someone else is respected, not undone, until
+    #: Klipper's next target; ``own_source`` is how the device names us.
+    arbitrates = False
+    own_source: str | None = None
+
     #: Whether the firmware has a drying cycle the bridge can start.
     supports_drying = False
 
     def send_drying(self, temperature: int, hours: int) -> bool:
         """Start the device's own drying cycle; False if the link is down or it has none."""
+        return False
+
+    def clear_fault(self) -> bool:
+        """Ask the device to clear a latched fault; False where faults clear by themselves."""
         return False
 
     def abandon(self, reason: str) -> None:

@@ -22,7 +22,7 @@ from .sim import SimProcess
 
 STOCK_FIRMWARES = ("v1.0.0", "v1.0.1", "v1.0.2", "v1.0.3", "v1.0.4")
 MQTT_FIRMWARES = ("esphome", "stock_mqtt")
-FIRMWARES = STOCK_FIRMWARES + MQTT_FIRMWARES
+FIRMWARES = STOCK_FIRMWARES + MQTT_FIRMWARES + ("dragonbreath",)
 #: The simulated v1.0.4 device's MAC, as its MQTT topics carry it.
 DEVICE_ID = "ACEBE68FE51C"
 #: Moonraker's [mqtt] instance_name (its status topic is <instance>/moonraker/status).
@@ -169,6 +169,8 @@ def start_stack(
             panda = mqtt_section(broker.port) + panda_mqtt_section(
                 firmware, **(panda_options or {})
             )
+        elif firmware == "dragonbreath":
+            panda = panda_section(sim.port, firmware="dragonbreath", **(panda_options or {}))
         else:
             panda = panda_section(sim.port, **(panda_options or {}))
         moonraker = Moonraker(

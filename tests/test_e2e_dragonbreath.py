@@ -1,0 +1,84 @@
+"""firmware: dragonbreath end to end (issue 13): real Moonraker + component, real klippy, the
+simulator's DragonBreath personality over HTTP and Server-Sent Events.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+from testbed import wait_until
+from testbed.stack import Stack
+
+
+def heating_at(target: int):
+    return lambda s: s["mode"] == "power_on" and s["requested_c"] == target
+
+
+def is_off(state: dict) -> bool:
+    return state["mode"] == "off"
+
+
+def test_target_off_and_the_lease_are_kept(make_stack) -> None:
+    stack: Stack = make_stack("dragonbreath")
+    sent = time.monotonic()
+    stack.set_target(45)
+    stack.wait_sim(heating_at(45), timeout=2.0, what="power_on at 45")
+    assert time.monotonic() - sent < 2.0
+    state = stack.wait_sim(lambda s: s["lease"] is not None, 3.0, what="our lease")
+    assert state["lease"]["kind"] == "klipper"
+    device = stack.device()
+    assert device["link"] == "connected" and device["firmware"] == "dragonbreath"
+    assert device["lease_owned"] is True
+    stack.moonraker.gcode("TURN_OFF_HEATERS")
+    stack.wait_sim(is_off, timeout=2.0, what="off after TURN_OFF_HEATERS")
+
+
+def test_another_controller_is_not_fought_until_klippers_next_target(make_stack) -> None:
+    stack: Stack = make_stack("dragonbreath")
+    stack.set_target(45)
+    stack.wait_sim(heating_at(45), timeout=2.0)
+    stack.sim.control("take_over", source="web", mode="power_on", target=38)
+    stack.wait_sim(heating_at(38), timeout=2.0)
+    device = stack.wait_device(lambda d: d["external_control"] == "web", 3.0,
+                               what="the take-over shown")
+    assert "web took control" in device["last_event"]
+    time.sleep(3)
+    assert heating_at(38)(stack.sim.state())  # not fought
+    stack.set_target(42)  # Klipper's next target takes it back
+    stack.wait_sim(heating_at(42), timeout=3.0, what="Klipper's target again")
+    assert stack.device()["external_control"] is None
+
+
+def test_a_latched_fault_stays_until_the_user_clears_it(make_stack) -> None:
+    stack: Stack = make_stack("dragonbreath")
+    stack.set_target(45)
+    stack.wait_sim(heating_at(45), timeout=2.0)
+    stack.sim.control("fault", reason="ptc_overtemp")
+    stack.wait_sim(is_off, timeout=3.0, what="the device's own safety off")
+    stack.wait_device(lambda d: d["faults"], 3.0, what="the fault in the status API")
+    warnings = wait_until(
+        lambda: [w for w in stack.moonraker.get("/server/info")["warnings"]
+                 if "reports a fault" in w], 3.0, what="a Moonraker warning")
+    assert "latched" in warnings[0] and "clear_fault" in warnings[0]
+    fault = wait_until(lambda: stack.heater_status()["fault"], 3.0, what="fault in Klipper")
+    assert fault
+    time.sleep(3)
+    assert stack.sim.state()["fault_latched"] is True  # never cleared by the bridge
+    stack.moonraker.post("/server/panda_breath/clear_fault", {"name": "panda_breath"})
+    stack.wait_sim(lambda s: s["fault_latched"] is False, timeout=3.0, what="cleared")
+    stack.wait_sim(heating_at(45), timeout=4.0, what="Klipper's target again after clearing")
+
+
+def test_the_devices_own_watchdog_switches_it_off_when_moonraker_is_killed(make_stack) -> None:
+    stack: Stack = make_stack("dragonbreath", panda_options={"lease_timeout": 10})
+    stack.set_target(45)
+    stack.wait_sim(heating_at(45), timeout=2.0)
+    stack.wait_sim(lambda s: s["comms_ms"] == 10000, timeout=5.0, what="lease_timeout applied")
+    assert stack.moonraker.proc is not None
+    os.kill(stack.moonraker.proc.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    state = stack.wait_sim(is_off, timeout=15.0, what="off by the device's watchdog")
+    assert time.monotonic() - killed <= 10.0 + 1.5
+    assert state["fault_latched"] is True
