@@ -7,7 +7,9 @@ one of them runs the same processes the same way.
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -36,6 +38,22 @@ def klippy_command() -> list[str]:
     if KLIPPY_VARIANT == "mainline":
         return [str(KLIPPY_PYTHON), str(KLIPPY_VENV / "src" / "klippy" / "klippy.py")]
     return [str(KLIPPY_PYTHON), "-m", "klippy.klippy"]
+
+
+def stop_process_group(proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+    """SIGTERM a process started with ``start_new_session=True`` and its children,
+    then SIGKILL them if they are still there after ``timeout``."""
+    if proc is None or proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 class ProcessError(RuntimeError):

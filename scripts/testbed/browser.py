@@ -18,10 +18,8 @@ import functools
 import http.server
 import itertools
 import json
-import os
 import queue
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -35,7 +33,7 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
-from . import ProcessError
+from . import ProcessError, stop_process_group
 
 #: Flags Chromium needs on these machines: no sandbox
 #: (root), no GPU, no connections to Google's services (refused here).
@@ -290,16 +288,7 @@ class Chromium:
             page.close()
         self.pages.clear()
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_process_group(proc)
         if self.profile is not None:
             shutil.rmtree(self.profile, ignore_errors=True)
             self.profile = None

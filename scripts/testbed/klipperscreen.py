@@ -19,13 +19,12 @@ import os
 import re
 import select
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-from . import ROOT, ProcessError
+from . import ROOT, ProcessError, stop_process_group
 
 VENV = ROOT / ".venvs" / "klipperscreen"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -218,14 +217,5 @@ class KlipperScreen:
 
     def stop(self) -> None:
         proc, self.proc = self.proc, None
-        if proc is not None and proc.poll() is None:
-            try:
-                os.killpg(proc.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_process_group(proc)
         self.xvfb.stop()
