@@ -41,6 +41,8 @@ PATCHED_DEVICE_MAX_TEMP = 70.
 # neither should stop a print.  Targets are limited by device_max_temp.
 DEFAULT_MAX_TEMP = 80.
 STALE_TIMEOUT = 30.
+# The link state the component pushes while the device is reachable.
+LINK_CONNECTED = "connected"
 STALE_HINT = ("is the [panda_breath] Moonraker component running and"
               " connected to the device?")
 # The [heater_generic NAME] setup
@@ -52,6 +54,12 @@ GENERIC_PREFIX = "heater_generic "
 REPORT_INTERVAL = 1.
 # How often a heater_generic target is read and, when changed, forwarded.
 TARGET_POLL_INTERVAL = .25
+# The "panda_breath" status object, in the shape HelixScreen's panda_breath
+# chamber backend reads.  work_mode: 0 nothing heats, 1 the device (or
+# another controller) runs the heat, 2 Klipper's target, 3 a drying cycle.
+HELIX_OBJECT = "panda_breath"
+HELIX_NAME_TOKENS = ("panda_breath", "pandabreath")
+WORK_MODES = (0, 1, 2, 3)
 try:
     # Python 2 klippy decodes JSON strings as unicode
     STRING_TYPES = (str, unicode)  # noqa: F821
@@ -69,11 +77,20 @@ class UpdateRouter:
     # "heater" value, and this endpoint is reachable from outside through
     # Moonraker.
     def __init__(self, printer):
+        self.printer = printer
         self.heaters = {}
+        self.order = []
         webhooks = printer.lookup_object('webhooks')
         webhooks.register_endpoint(UPDATE_ENDPOINT, self._handle_update)
+        printer.register_event_handler("klippy:connect", self._handle_connect)
     def add_heater(self, name, heater):
         self.heaters[name] = heater
+        self.order.append(heater)
+    def _handle_connect(self):
+        # Added once every section is loaded, and only if no other module
+        # (an earlier Panda Breath bridge, say) already has the name.
+        if self.printer.lookup_object(HELIX_OBJECT, None) is None:
+            self.printer.add_object(HELIX_OBJECT, HelixStatus(self.order))
     def _handle_update(self, web_request):
         name = web_request.get('heater')
         heater = None
@@ -85,6 +102,29 @@ class UpdateRouter:
                 % (repr(name), UPDATE_ENDPOINT,
                    ", ".join(sorted(self.heaters))))
         heater.handle_update(web_request)
+
+class HelixStatus:
+    # The "panda_breath" status object: one device's state in the fields
+    # HelixScreen's panda_breath chamber backend reads (its discovery claims
+    # a [heater_generic] whose name contains "panda_breath").  With several
+    # devices it describes the first heater in printer.cfg order whose name
+    # contains panda_breath or pandabreath, else the first heater.
+    def __init__(self, heaters):
+        self.heaters = heaters
+    def _described(self):
+        for heater in self.heaters:
+            name = heater.short_name.lower()
+            for token in HELIX_NAME_TOKENS:
+                if token in name:
+                    return heater
+        if self.heaters:
+            return self.heaters[0]
+        return None
+    def get_status(self, eventtime):
+        heater = self._described()
+        if heater is None:
+            return {}
+        return heater.helix_status(eventtime)
 
 def lookup_router(printer):
     router = printer.lookup_object(ROUTER_NAME, None)
@@ -139,10 +179,34 @@ def parse_update(web_request):
                           "a string or null")
     drying = _get_optional(web_request, 'drying', (bool,), "true or false")
     drying_remaining = _get_number(web_request, 'drying_remaining', False)
+    drying_temp = _get_number(web_request, 'drying_temp', False)
+    drying_hours = _get_number(web_request, 'drying_hours', False)
+    min_target = _get_number(web_request, 'min_target', False)
+    work_on = _get_optional(web_request, 'work_on', (bool,), "true or false")
+    work_mode = web_request.get('work_mode', None)
+    if work_mode is not None and (type(work_mode) is not int
+                                  or work_mode not in WORK_MODES):
+        raise web_request.error(
+            "Invalid Argument [work_mode]: expected one of %s, got %s"
+            % (", ".join(str(m) for m in WORK_MODES), repr(work_mode)))
     return temperature, {'heater_on': heater_on, 'power': power,
                          'device_target': device_target, 'link': link,
                          'fault': fault, 'drying': bool(drying),
-                         'drying_remaining': drying_remaining}
+                         'drying_remaining': drying_remaining,
+                         'drying_temp': drying_temp,
+                         'drying_hours': drying_hours,
+                         'min_target': min_target, 'work_on': work_on,
+                         'work_mode': work_mode}
+
+def below_device_minimum(state, target):
+    # Some firmwares (DragonBreath) refuse a heat target below a minimum; the
+    # component pushes it, and such a target is an error at the G-code
+    # instead of a device that silently stays off.
+    minimum = state.get('min_target')
+    if minimum is None or not 0. < target < minimum:
+        return None
+    return ("the device heats only to %.0f or more (0 switches it off)"
+            % (minimum,))
 
 def drying_end(state, eventtime):
     # The component pushes the remaining time when it changes (at most once a
@@ -190,8 +254,10 @@ class TargetForwarder:
             self.error = None
 
 class ReadingTracker:
-    # Age of the last pushed reading.  Subclasses set reactor, stale_timeout,
-    # last_update_time (reactor time of the last reading) and ready_time.
+    # Age of the last pushed reading, and the device's pushed state.
+    # Subclasses set reactor, stale_timeout, last_update_time (reactor time
+    # of the last reading), ready_time, state (parse_update's) and
+    # drying_end.
     def _reading_age(self, eventtime):
         if self.last_update_time is None:
             return None
@@ -230,6 +296,29 @@ class ReadingTracker:
             logging.info("%s: %s (target is 0, not shutting down)",
                          self.full_name, self._describe_silence(eventtime))
         self.reported_stale = True
+    def _is_connected(self, eventtime):
+        link = self.state.get('link')
+        return ((link is None or link == LINK_CONNECTED)
+                and not self._is_stale(eventtime))
+    def helix_status(self, eventtime):
+        # Integers where HelixScreen reads integers (it ignores 3600.0).
+        state = self.state
+        remaining = 0
+        if self.drying_end is not None:
+            remaining = int(max(0., self.drying_end - eventtime) + .5)
+        hours = state.get('drying_hours')
+        if hours is not None:
+            hours = int(hours)
+        return {'heater': self.full_name,
+                'connected': self._is_connected(eventtime),
+                'work_mode': state.get('work_mode'),
+                'work_on': bool(state.get('work_on')),
+                'device_target': state.get('device_target'),
+                'fault': state.get('fault'),
+                'filament_drying_active': bool(state.get('drying')),
+                'remaining_seconds': remaining,
+                'filament_temp': state.get('drying_temp'),
+                'filament_timer': hours}
     def _check_range(self, temperature):
         if self.min_temp <= temperature <= self.max_temp:
             return
@@ -274,7 +363,7 @@ class PandaBreathHeater(ReadingTracker):
         self.last_update_time = None
         self.ready_time = None
         self.heater_on = self.device_target = self.power = None
-        self.drying_state = {}
+        self.state = {}
         self.drying_end = None
         self.link = self.fault = None
         self.forwarder = TargetForwarder(self.printer, self.full_name,
@@ -320,7 +409,7 @@ class PandaBreathHeater(ReadingTracker):
     # Inbound readings
     def handle_update(self, web_request):
         temperature, state = parse_update(web_request)
-        self.drying_state = state
+        self.state = state
         self.drying_end = drying_end(state, self.reactor.monotonic())
         self.heater_on = state['heater_on']
         self.power = state['power']
@@ -348,6 +437,11 @@ class PandaBreathHeater(ReadingTracker):
                     "%s: target %.1f is above the device's limit"
                     " (device_max_temp %.1f)"
                     % (self.full_name, degrees, self.device_max_temp))
+            refusal = below_device_minimum(self.state, degrees)
+            if refusal is not None:
+                raise self.printer.command_error(
+                    "%s: target %.1f refused: %s" % (self.full_name, degrees,
+                                                      refusal))
             if self.printer.is_shutdown():
                 raise self.printer.command_error(
                     "%s: printer is shut down; only target 0 is accepted"
@@ -402,7 +496,7 @@ class PandaBreathHeater(ReadingTracker):
                   'link': self.link,
                   'fault': self.fault,
                   'forward_error': self.forwarder.error}
-        status.update(drying_status(self.drying_state, self.drying_end,
+        status.update(drying_status(self.state, self.drying_end,
                                     eventtime))
         return status
     def stats(self, eventtime):
@@ -526,23 +620,39 @@ class PandaBreathSensor(ReadingTracker):
             return 0.
         return min(self.heater.get_temp(eventtime)[1], self.device_max_temp)
     def _limit_target(self, eventtime):
-        # A target above the device's limit (up to max_temp, the reading
-        # limit) is lowered to it, so that waits end where the device stops.
+        # Klipper's heater took the target; one the device cannot do is
+        # changed here: above its limit (up to max_temp, the reading limit)
+        # lowered to it, so that waits end where the device stops; below
+        # the minimum some firmwares heat to, set to 0 with an error in the
+        # console (the device would refuse it and stay off).
         if self.heater is None:
             return
         target = self.heater.get_temp(eventtime)[1]
-        if target <= self.device_max_temp:
+        refusal = below_device_minimum(self.state, target)
+        if target > self.device_max_temp:
+            new_target = self.device_max_temp
+            msg = ("%s: target %.1f is above the device's limit"
+                   " (device_max_temp %.1f); target set to %.1f"
+                   % (self.full_name, target, self.device_max_temp,
+                      new_target))
+        elif refusal is not None:
+            new_target = 0.
+            msg = ("%s: target %.1f refused: %s; target set to 0"
+                   % (self.full_name, target, refusal))
+        else:
             return
-        msg = ("%s: target %.1f is above the device's limit (device_max_temp"
-               " %.1f); target set to %.1f"
-               % (self.full_name, target, self.device_max_temp,
-                  self.device_max_temp))
         try:
-            self.heater.set_temp(self.device_max_temp)
+            self.heater.set_temp(new_target)
         except self.printer.command_error as e:
             logging.warning("%s: %s", self.full_name, str(e))
             return
-        self.printer.lookup_object('gcode').respond_info(msg)
+        gcode = self.printer.lookup_object('gcode')
+        if new_target:
+            gcode.respond_info(msg)
+        else:
+            # An error line, as a refused command would print
+            logging.info(msg)
+            gcode.respond_raw("!! " + msg)
     def _poll(self, eventtime):
         if self.printer.is_shutdown():
             return self.reactor.NEVER

@@ -8,8 +8,12 @@ import os
 import signal
 import time
 
-from testbed import wait_until
+import pytest
+from testbed import ROOT, wait_until
+from testbed.moonraker import MoonrakerError
 from testbed.stack import Stack
+
+MACROS = f"[include {ROOT / 'examples' / 'panda_breath_macros.cfg'}]\n"
 
 
 def heating_at(target: int):
@@ -82,3 +86,32 @@ def test_the_devices_own_watchdog_switches_it_off_when_moonraker_is_killed(make_
     state = stack.wait_sim(is_off, timeout=15.0, what="off by the device's watchdog")
     assert time.monotonic() - killed <= 10.0 + 1.5
     assert state["fault_latched"] is True
+
+
+def test_a_target_the_device_refuses_is_an_error_at_the_gcode(make_stack) -> None:
+    stack: Stack = make_stack("dragonbreath")
+    wait_until(lambda: stack.moonraker.query({stack.heater_object: None}), 3.0)
+    with pytest.raises(MoonrakerError) as err:
+        stack.set_target(25)
+    assert "target 25.0 refused: the device heats only to 30 or more" in str(err.value)
+    assert stack.heater_status()["target"] == 0.0
+    assert is_off(stack.sim.state()) and stack.device()["last_refusal"] is None
+    stack.set_target(30)
+    stack.wait_sim(heating_at(30), timeout=2.0, what="30 accepted")
+
+
+def test_the_fault_is_cleared_from_klipper_with_the_example_macro(make_stack) -> None:
+    stack: Stack = make_stack("dragonbreath", printer_extra=MACROS)
+    with pytest.raises(MoonrakerError):
+        stack.moonraker.gcode("PANDA_BREATH_CLEAR_FAULT")
+    console = stack.moonraker.get("/server/gcode_store?count=10")["gcode_store"]
+    assert any("chamber: the device reports no fault to clear" in line["message"]
+               for line in console)
+    stack.set_target(45)
+    stack.wait_sim(heating_at(45), timeout=2.0)
+    stack.sim.control("fault", reason="ptc_overtemp")
+    wait_until(lambda: stack.heater_status()["fault"], 3.0, what="fault in Klipper")
+    stack.moonraker.gcode("PANDA_BREATH_CLEAR_FAULT")
+    stack.wait_sim(lambda s: s["fault_latched"] is False, timeout=3.0, what="cleared")
+    stack.wait_sim(heating_at(45), timeout=4.0, what="Klipper's target again after clearing")
+    wait_until(lambda: stack.heater_status()["fault"] is None, 3.0, what="fault gone in Klipper")

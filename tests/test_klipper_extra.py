@@ -331,6 +331,57 @@ def test_target_above_the_device_limit_refused(moon: KlippyAPIClient, target: st
     assert_ready(moon)
 
 
+def test_target_below_the_devices_minimum_refused_at_the_gcode(moon: KlippyAPIClient) -> None:
+    # DragonBreath refuses heat targets below 30; the component pushes that.
+    push(moon, "chamber", 25, min_target=30.0)
+    with pytest.raises(KlippyError) as err:
+        moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=25")
+    assert (f"{CHAMBER}: target 25.0 refused: the device heats only to 30 or more"
+            " (0 switches it off)") in err.value.message
+    assert moon.notifications(SET_TARGET) == [] and status(moon)["target"] == 0.0
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=30")
+    assert next_target(moon, "chamber") == 30.0
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=0")
+    assert next_target(moon, "chamber") == 0.0
+    push(moon, "chamber", 25)  # a firmware without a minimum
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=25")
+    assert next_target(moon, "chamber") == 25.0
+    assert_ready(moon)
+
+
+def test_the_panda_breath_object_has_helixscreens_fields(moon: KlippyAPIClient) -> None:
+    assert "panda_breath" in moon.request("objects/list")["objects"]
+    push(moon, "chamber", 33, link="connected", device_target=45.0, work_on=True, work_mode=1,
+         drying=True, drying_remaining=7200.0, drying_temp=50.0, drying_hours=3)
+    helix = status(moon, "panda_breath")
+    # No heater name has "panda_breath" in it: the first heater is described.
+    assert helix["heater"] == CHAMBER
+    assert helix["connected"] is True and helix["device_target"] == 45.0
+    assert helix["work_on"] is True and helix["work_mode"] == 1
+    assert helix["filament_drying_active"] is True and helix["filament_temp"] == 50.0
+    # Integers where HelixScreen reads integers (it ignores 3600.0).
+    assert type(helix["remaining_seconds"]) is int and 7198 <= helix["remaining_seconds"] <= 7200
+    assert type(helix["filament_timer"]) is int and helix["filament_timer"] == 3
+    push(moon, "chamber", 33, link="connecting")
+    helix = status(moon, "panda_breath")
+    assert helix["connected"] is False and helix["work_mode"] is None
+    assert helix["filament_drying_active"] is False and helix["remaining_seconds"] == 0
+
+
+def test_the_panda_breath_object_describes_the_heater_helixscreen_picks(tmp_path: Path) -> None:
+    heaters = "[heater_panda_breath chamber]\n\n[heater_panda_breath panda_breath]\n"
+    klippy = Klippy(tmp_path, printer_cfg(tmp_path, heaters))
+    klippy.start()
+    try:
+        with klippy.client() as client:
+            push(client, "panda_breath", 30, link="connected", work_mode=2, work_on=True)
+            helix = status(client, "panda_breath")
+            assert helix["heater"] == "heater_panda_breath panda_breath"
+            assert helix["work_mode"] == 2 and helix["connected"] is True
+    finally:
+        klippy.close()
+
+
 def test_a_reading_above_the_device_limit_does_not_stop_the_printer(
     moon: KlippyAPIClient,
 ) -> None:
@@ -452,6 +503,13 @@ BAD_UPDATES: list[tuple[str, dict[str, Any]]] = [
     ("nan device_target", {"heater": "chamber", "temperature": 30, "device_target": math.nan}),
     ("int link", {"heater": "chamber", "temperature": 30, "link": 5}),
     ("dict fault", {"heater": "chamber", "temperature": 30, "fault": {"code": 1}}),
+    ("string min_target", {"heater": "chamber", "temperature": 30, "min_target": "30"}),
+    ("string work_on", {"heater": "chamber", "temperature": 30, "work_on": "on"}),
+    ("unknown work_mode", {"heater": "chamber", "temperature": 30, "work_mode": 7}),
+    ("bool work_mode", {"heater": "chamber", "temperature": 30, "work_mode": True}),
+    ("float work_mode", {"heater": "chamber", "temperature": 30, "work_mode": 2.0}),
+    ("list work_mode", {"heater": "chamber", "temperature": 30, "work_mode": [2]}),
+    ("nan drying_hours", {"heater": "chamber", "temperature": 30, "drying_hours": math.nan}),
 ]
 
 

@@ -327,6 +327,24 @@ def test_target_above_the_device_limit_is_lowered_to_it(moon: KlippyAPIClient) -
     no_more_targets(moon)
 
 
+def test_target_below_the_devices_minimum_is_set_to_zero_with_an_error(
+    moon: KlippyAPIClient,
+) -> None:
+    moon.request("gcode/subscribe_output", {"response_template": {"method": "gcode_out"}})
+    push(moon, "chamber", 25, min_target=30.0)
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=25")
+    line = moon.wait_for_notification("gcode_out", lambda p: "refused" in p["response"])
+    assert line["response"] == (
+        f"!! {CHAMBER}: target 25.0 refused: the device heats only to 30 or more"
+        " (0 switches it off); target set to 0")
+    wait_until(lambda: moon.query(CHAMBER)["target"] == 0.0, 1.0, what="target 0")
+    no_more_targets(moon)  # 25 never reached Moonraker
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=35")
+    assert next_target(moon, "chamber", timeout=1) == 35.0
+    helix = moon.query("panda_breath")
+    assert helix["heater"] == CHAMBER  # the first heater: none is named panda_breath
+
+
 def test_turn_off_heaters_forwards_zero_for_every_heater(moon: KlippyAPIClient) -> None:
     for heater in ("chamber", "dryer", "side"):
         push(moon, heater, 30)

@@ -92,6 +92,7 @@ class PandaBreath:
             register_debug("/debug/panda_breath/fail_link", ["POST"], self._handle_fail_link)
         self.server.register_notification(STATUS_EVENT)
         self.server.register_remote_method("panda_breath_set_target", self._on_set_target)
+        self.server.register_remote_method("panda_breath_clear_fault", self._on_clear_fault)
         self.server.register_event_handler("server:klippy_ready", self._on_klippy_ready)
         self.server.register_event_handler("server:klippy_shutdown", self._on_klippy_shutdown)
         self.server.register_event_handler("server:klippy_disconnect", self._on_klippy_disconnect)
@@ -298,6 +299,23 @@ class PandaBreath:
             logging.info("panda_breath [%s]: non-numeric target ignored", controller.name)
             return
         controller.set_target(float(target), "klipper")
+
+    def _on_clear_fault(self, heater: Any = None, **_extra: Any) -> None:
+        """Remote method for a Klipper macro (examples: PANDA_BREATH_CLEAR_FAULT).
+
+        The same explicit user action as POST /server/panda_breath/clear_fault;
+        a remote method has no reply, so the outcome shows in the heater's
+        ``fault`` and in moonraker.log.
+        """
+        controller = self.relay.controllers.get(str(heater))
+        if controller is None:
+            logging.info("panda_breath: fault clear for unknown heater %r ignored", heater)
+            return
+        if controller.clear_fault():
+            logging.info("panda_breath [%s]: fault clear requested from Klipper", controller.name)
+        else:
+            logging.info("panda_breath [%s]: fault clear from Klipper: nothing to clear",
+                         controller.name)
 
     # Status --------------------------------------------------------------------
 

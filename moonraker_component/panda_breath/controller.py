@@ -34,6 +34,7 @@ from typing import Any
 
 from .link import DeviceLink
 from .model import (
+    MODE_AUTO,
     MODE_DRYING,
     MODE_ON,
     MODE_STANDBY,
@@ -58,6 +59,12 @@ REASSERT_INTERVAL_S = 20.0
 #: How long after start-up an unknown Klipper target is waited for before it counts as 0.
 KLIPPER_GRACE_S = 10.0
 
+
+#: ``work_mode`` values (the stock firmware's own numbering, and 0 for none).
+WORK_MODE_IDLE = 0
+WORK_MODE_DEVICE = 1
+WORK_MODE_KLIPPER = 2
+WORK_MODE_DRYING = 3
 
 #: A reading of the printer's chamber sensor older than this is not shown.
 PRINTER_READING_MAX_AGE_S = 10.0
@@ -453,6 +460,26 @@ class DeviceController:
             return 0.0
         return 1.0 if self.chamber_temp < self.device_target else 0.0
 
+    def work_mode(self) -> int:
+        """Who runs the heat, in the stock firmware's numbers (HelixScreen reads them).
+
+        0: nothing heats, 1: the device itself (AUTO) or another controller,
+        2: Klipper's target, 3: a drying cycle.  Heat while Klipper's target
+        is 0 is not Klipper's.  0 is ours (the device keeps its last mode):
+        with it, every switch on or off changes this field together with
+        ``work_on``, and HelixScreen reads its badge only from a status
+        frame that carries both.
+        """
+        if self.drying is not None:
+            return WORK_MODE_DRYING
+        if not self.is_device_heating():
+            return WORK_MODE_IDLE
+        if self.external_control is not None or self.mode == MODE_AUTO:
+            return WORK_MODE_DEVICE
+        if self.effective_target() == 0:
+            return WORK_MODE_DEVICE
+        return WORK_MODE_KLIPPER
+
     def effective_target(self) -> float:
         """What the device must do now: off while it reports a fault."""
         return 0.0 if self.faults else self.target
@@ -715,6 +742,7 @@ class DeviceController:
             "ptc_temp": self.ptc_temp,
             "work_on": self.work_on,
             "mode": self.mode,
+            "work_mode": self.work_mode(),
             "device_target": self.device_target,
             "heater_on": self.heater_on,
             "power": self.power(),

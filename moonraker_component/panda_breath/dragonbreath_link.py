@@ -126,6 +126,7 @@ class DragonBreathLink(DeviceLink):
     supports_drying = True
     arbitrates = True
     own_source = db.ACTOR_KIND
+    min_target = float(db.MIN_TARGET_C)
 
     def __init__(
         self,

@@ -272,6 +272,11 @@ def _state_params(controller: DeviceController) -> dict[str, Any]:
             "%s: %s" % item for item in sorted(controller.faults.items())
         ) or None,
     }
+    params["work_on"] = controller.is_device_heating()
+    params["work_mode"] = controller.work_mode()
+    link = controller.link
+    if link is not None and link.min_target is not None:
+        params["min_target"] = link.min_target
     if controller.heater_on is not None:
         params["heater_on"] = bool(controller.heater_on)
     if controller.device_target is not None:
@@ -283,6 +288,10 @@ def _state_params(controller: DeviceController) -> dict[str, Any]:
         # (and a push) changes at most once a minute.
         params["drying"] = True
         params["drying_remaining"] = None if remaining is None else 60.0 * round(remaining / 60)
+        if drying.temperature is not None:
+            params["drying_temp"] = float(drying.temperature)
+        if drying.hours is not None:
+            params["drying_hours"] = int(drying.hours)
     else:
         params["drying"] = False
     return params

@@ -90,6 +90,9 @@ class DeviceLink(abc.ABC):
     #: Klipper's next target; ``own_source`` is how the device names us.
     arbitrates = False
     own_source: str | None = None
+    #: The lowest heat target the firmware takes (DragonBreath refuses lower
+    #: ones); None: any.  Klipper's heater refuses lower targets at the G-code.
+    min_target: float | None = None
 
     #: Whether the firmware has a drying cycle the bridge can start.
     supports_drying = False

@@ -46,6 +46,7 @@ class Stack:
     broker: Mosquitto | None = None
     parts: list[Any] = field(default_factory=list)
     heater_object: str = HEATER_OBJECT
+    heater: str = "chamber"
 
     def wait_sim(
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0,
@@ -71,7 +72,7 @@ class Stack:
         return self.moonraker.query({self.heater_object: None})[self.heater_object]
 
     def set_target(self, target: float) -> None:
-        self.moonraker.gcode(f"SET_HEATER_TEMPERATURE HEATER=chamber TARGET={target}")
+        self.moonraker.gcode(f"SET_HEATER_TEMPERATURE HEATER={self.heater} TARGET={target}")
 
     def logs(self) -> str:
         return self.moonraker.log_text() + "\n" + self.klippy.log_text()
@@ -116,6 +117,7 @@ def start_stack(
     moonraker_python: Path | None = None,
     klippy_mcu: str = "file",
     heater_setup: str = "default",
+    heater: str = "chamber",
     printer_data: bool = False,
     stack_class: type[S] = Stack,  # type: ignore[assignment]
 ) -> S:
@@ -152,27 +154,26 @@ def start_stack(
         layout = PrinterData(workdir) if printer_data else None
         if layout is not None:
             klippy = layout.klippy(
-                printer_cfg(layout.gcodes, stale_timeout=stale_timeout, extra=printer_extra,
-                            setup=heater_setup),
+                printer_cfg(layout.gcodes, heater=heater, stale_timeout=stale_timeout,
+                            extra=printer_extra, setup=heater_setup),
                 mcu=klippy_mcu,
             )
         else:
             klippy = Klippy(
                 workdir / "klippy",
-                printer_cfg(workdir / "gcodes", stale_timeout=stale_timeout, extra=printer_extra,
-                            setup=heater_setup),
+                printer_cfg(workdir / "gcodes", heater=heater, stale_timeout=stale_timeout,
+                            extra=printer_extra, setup=heater_setup),
                 mcu=klippy_mcu,
             )
         klippy.start()
         parts.append(klippy)
+        panda_options = {"heater": heater, **(panda_options or {})}
         if broker is not None:
-            panda = mqtt_section(broker.port) + panda_mqtt_section(
-                firmware, **(panda_options or {})
-            )
+            panda = mqtt_section(broker.port) + panda_mqtt_section(firmware, **panda_options)
         elif firmware == "dragonbreath":
-            panda = panda_section(sim.port, firmware="dragonbreath", **(panda_options or {}))
+            panda = panda_section(sim.port, firmware="dragonbreath", **panda_options)
         else:
-            panda = panda_section(sim.port, **(panda_options or {}))
+            panda = panda_section(sim.port, **panda_options)
         moonraker = Moonraker(
             workdir / "moonraker", klippy.socket_path,
             extra_config=panda + extra_moonraker_config,
@@ -189,5 +190,6 @@ def start_stack(
             except Exception:  # noqa: BLE001
                 pass
         raise
+    heater_object = HEATER_OBJECTS[heater_setup].replace(" chamber", " " + heater)
     return stack_class(workdir, firmware, sim, klippy, moonraker, broker, parts,
-                       HEATER_OBJECTS[heater_setup])
+                       heater_object, heater)
