@@ -183,6 +183,7 @@ def parse_update(web_request):
     drying_hours = _get_number(web_request, 'drying_hours', False)
     min_target = _get_number(web_request, 'min_target', False)
     work_on = _get_optional(web_request, 'work_on', (bool,), "true or false")
+    error = _get_optional(web_request, 'error', STRING_TYPES, "a string")
     work_mode = web_request.get('work_mode', None)
     if work_mode is not None and (type(work_mode) is not int
                                   or work_mode not in WORK_MODES):
@@ -196,7 +197,17 @@ def parse_update(web_request):
                          'drying_temp': drying_temp,
                          'drying_hours': drying_hours,
                          'min_target': min_target, 'work_on': work_on,
-                         'work_mode': work_mode}
+                         'work_mode': work_mode, 'error': error}
+
+def report_error(printer, full_name, state):
+    # A request the device or the component refused after its G-code had
+    # returned (the device's own refusal, a drying or clear-fault request):
+    # one error line in the console, as a refused command would print.
+    error = state.pop('error', None)
+    if error:
+        msg = "%s: %s" % (full_name, error)
+        logging.info(msg)
+        printer.lookup_object('gcode').respond_raw("!! " + msg)
 
 def below_device_minimum(state, target):
     # Some firmwares (DragonBreath) refuse a heat target below a minimum; the
@@ -409,6 +420,7 @@ class PandaBreathHeater(ReadingTracker):
     # Inbound readings
     def handle_update(self, web_request):
         temperature, state = parse_update(web_request)
+        report_error(self.printer, self.full_name, state)
         self.state = state
         self.drying_end = drying_end(state, self.reactor.monotonic())
         self.heater_on = state['heater_on']
@@ -679,6 +691,7 @@ class PandaBreathSensor(ReadingTracker):
                                   self.temperature)
     def handle_update(self, web_request):
         temperature, self.state = parse_update(web_request)
+        report_error(self.printer, self.full_name, self.state)
         eventtime = self.reactor.monotonic()
         self.drying_end = drying_end(self.state, eventtime)
         if temperature is not None:

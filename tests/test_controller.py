@@ -45,12 +45,16 @@ class RecordingLink(DeviceLink):
 class NullRelay:
     def __init__(self) -> None:
         self.readings: list[float | None] = []
+        self.errors: list[str] = []
 
     def submit(self, controller: DeviceController, report: DeviceReport) -> None:
         self.readings.append(report.chamber_temp)
 
     def state_changed(self, controller: DeviceController) -> None:
         pass
+
+    def report_error(self, controller: DeviceController, message: str) -> None:
+        self.errors.append(message)
 
 
 def make_controller(
@@ -256,3 +260,27 @@ async def test_printer_sensor_readings_that_are_not_finite_numbers_are_ignored()
     controller.on_printer_reading(35.5)
     assert controller.printer_temp == 35.5
     assert controller.set_point() == 40.0
+
+
+async def test_a_target_the_device_cannot_take_is_reported_once_per_target() -> None:
+    controller, link, relay = make_controller()
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    controller.set_target(40.0, "klipper")
+    for _ in range(3):  # the link reports the same refusal on every retry
+        controller.refused_target(40.0, "the device refused target 40 °C (heater_busy)")
+    assert relay.errors == ["the device refused target 40 °C (heater_busy)"]
+    controller.set_target(42.0, "klipper")
+    controller.refused_target(42.0, "the device refused target 42 °C (heater_busy)")
+    assert len(relay.errors) == 2
+
+
+async def test_a_target_while_the_device_reports_a_fault_is_reported() -> None:
+    controller, link, relay = make_controller()
+    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
+    controller.on_report(DeviceReport(faults={"ptc": "sensor open"}))
+    controller.set_target(40.0, "klipper")
+    assert relay.errors == [
+        "target 40 not applied: the device reports ptc: sensor open; the device stays off "
+        "until the fault clears"
+    ]
+    assert link.sent[-1] == 0.0

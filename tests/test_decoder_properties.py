@@ -16,8 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from panda_breath import esphome_mqtt, stock_mqtt, stock_ws
+from panda_breath.controller import DryingError
+from panda_breath.drying_device import drying_request
 from panda_breath.esphome_mqtt import EsphomeMqttProtocol
-from panda_breath.model import DeviceReport, FrameError
+from panda_breath.model import DRYING_HOURS_RANGE, DRYING_TEMP_RANGE, DeviceReport, FrameError
 from panda_breath.mqtt_common import _DECIMAL_RE, MAX_PAYLOAD_BYTES, parse_decimal
 from panda_breath.stock_mqtt import StockMqttProtocol
 
@@ -433,3 +435,25 @@ def test_decoder_bugs_become_frame_errors_naming_only_the_type() -> None:
     for decode in (STOCK.decode, EsphomeMqttProtocol().decode):
         with pytest.raises(FrameError, match=r"^undecodable frame \(\w+\)$"):
             decode(STOCK.state_topic, cast(Any, None))
+
+
+# -- requests from Klipper macros (remote methods) ---------------------------------------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                 max_size=3),
+    max_leaves=6,
+)
+
+
+@DECODERS
+@given(temperature=JSON_VALUES | st.integers(30, 70), hours=JSON_VALUES | st.integers(0, 100))
+def test_a_drying_request_is_a_valid_pair_or_a_drying_error(temperature: Any, hours: Any) -> None:
+    try:
+        t, h = drying_request(temperature, hours)
+    except DryingError as exc:
+        assert "must be a whole number" in str(exc)
+        return
+    assert DRYING_TEMP_RANGE[0] <= t <= DRYING_TEMP_RANGE[1] and type(t) is int
+    assert DRYING_HOURS_RANGE[0] <= h <= DRYING_HOURS_RANGE[1] and type(h) is int

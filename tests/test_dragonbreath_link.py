@@ -103,6 +103,19 @@ def heating_under(link: DragonBreathLink, target: float) -> Callable[[Any], bool
     return check
 
 
+class QuietRelay:
+    """A relay that drops everything (the controller's Klipper side is not under test)."""
+
+    def submit(self, controller: Any, report: Any) -> None:
+        pass
+
+    def state_changed(self, controller: Any) -> None:
+        pass
+
+    def report_error(self, controller: Any, message: str) -> None:
+        pass
+
+
 async def test_connects_streams_and_reports_readings(make_sim, start_link):
     sim = await dragon(make_sim)
     sim.control("set_temps", {"chamber": "27.5"})
@@ -255,14 +268,7 @@ async def test_reboot_is_a_new_link_up(make_sim, start_link):
 async def test_the_controller_resends_after_a_reboot(make_sim):
     sim = await dragon(make_sim)
 
-    class Relay:
-        def submit(self, controller: Any, report: Any) -> None:
-            pass
-
-        def state_changed(self, controller: Any) -> None:
-            pass
-
-    controller = DeviceController("dev", "chamber", 60.0, Relay(), lambda: None)
+    controller = DeviceController("dev", "chamber", 60.0, QuietRelay(), lambda: None)
     link = DragonBreathLink(controller, "dev", "127.0.0.1", port=sim.port,
                             silence_timeout=2.0, backoff=Backoff(0.1, 0.5))
     controller.link = link
@@ -413,14 +419,7 @@ async def test_a_latched_fault_costs_one_off_not_one_per_report(make_sim):
     already off at the revision our OFF produced, so the link sends it once."""
     sim = await dragon(make_sim)
 
-    class Relay:
-        def submit(self, controller: Any, report: Any) -> None:
-            pass
-
-        def state_changed(self, controller: Any) -> None:
-            pass
-
-    controller = DeviceController("dev", "chamber", 60.0, Relay(), lambda: None)
+    controller = DeviceController("dev", "chamber", 60.0, QuietRelay(), lambda: None)
     link = DragonBreathLink(controller, "dev", "127.0.0.1", port=sim.port,
                             silence_timeout=2.0, backoff=Backoff(0.1, 0.5))
     controller.link = link

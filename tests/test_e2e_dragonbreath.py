@@ -111,6 +111,13 @@ def test_the_fault_is_cleared_from_klipper_with_the_example_macro(make_stack) ->
     stack.wait_sim(heating_at(45), timeout=2.0)
     stack.sim.control("fault", reason="ptc_overtemp")
     wait_until(lambda: stack.heater_status()["fault"], 3.0, what="fault in Klipper")
+    stack.set_target(40)  # the device will not heat: said in the console
+    wait_until(lambda: any(
+        "target 40 not applied: the device reports" in line["message"]
+        and "PANDA_BREATH_CLEAR_FAULT" in line["message"]
+        for line in stack.moonraker.get("/server/gcode_store?count=10")["gcode_store"]),
+        3.0, what="the console error")
+    stack.set_target(45)
     stack.moonraker.gcode("PANDA_BREATH_CLEAR_FAULT")
     stack.wait_sim(lambda s: s["fault_latched"] is False, timeout=3.0, what="cleared")
     stack.wait_sim(heating_at(45), timeout=4.0, what="Klipper's target again after clearing")

@@ -10,14 +10,14 @@ does, subscribes, and turns every status frame into what the panel shows.
 from __future__ import annotations
 
 import time
-import urllib.parse
 
 import pytest
 from helixscreen import ChamberPanel, HelixReader, discover
+from testbed import ROOT, wait_until
 from testbed.stack import Stack
 
 HEATER = "heater_generic panda_breath"
-DRYING_DEVICE = "Panda Breath drying"
+EXAMPLE = ROOT / "examples" / "panda_breath_klipperscreen.cfg"
 
 
 def start(make_stack, firmware: str, **options) -> tuple[Stack, HelixReader]:
@@ -26,11 +26,6 @@ def start(make_stack, firmware: str, **options) -> tuple[Stack, HelixReader]:
                               klippy_mcu="sim", **options)
     reader = HelixReader(stack.moonraker.url)
     return stack, reader
-
-
-def power_on_drying(stack: Stack) -> None:
-    query = urllib.parse.urlencode({"device": DRYING_DEVICE, "action": "on"})
-    stack.moonraker.post(f"/machine/device_power/device?{query}")
 
 
 def test_discovery_scores_as_helixscreen_does() -> None:
@@ -116,14 +111,33 @@ def test_the_external_control_badge_follows_the_device(make_stack) -> None:
         reader.close()
 
 
+def example_macros(heater: str) -> str:
+    """The example file's macro sections, driving ``heater`` (its heater sections left out)."""
+    text = EXAMPLE.read_text()
+    sections = ["[" + part for part in text.split("\n[")[1:] if part.startswith("gcode_macro ")]
+    return "\n".join(sections).replace('variable_heater: "chamber"', f'variable_heater: "{heater}"')
+
+
+def console(stack: Stack) -> list[str]:
+    return [line["message"] for line in
+            stack.moonraker.get("/server/gcode_store?count=30")["gcode_store"]]
+
+
 @pytest.mark.parametrize("firmware", ["v1.0.3", "dragonbreath"])
-def test_the_drying_countdown(make_stack, firmware: str) -> None:
-    stack, reader = start(make_stack, firmware,
-                          panda_options={"drying_temperature": 50, "drying_hours": 3})
+def test_helixscreens_dryer_commands_and_the_countdown(make_stack, firmware: str) -> None:
+    stack, reader = start(make_stack, firmware, printer_extra=example_macros("panda_breath"))
     try:
         panel: ChamberPanel = reader.start()
         assert not panel.drying
-        power_on_drying(stack)
+        # Refused while Klipper heats: an error line in the console.
+        stack.set_target(40)
+        stack.wait_device(lambda d: d["target"] == 40, 2.0, what="Klipper's target")
+        stack.moonraker.gcode("PANDA_BREATH_DRY_START TEMP=50 HOURS=3")
+        wait_until(lambda: any("drying not started: Klipper heats the chamber" in line
+                               for line in console(stack)), 3.0, what="the refusal")
+        stack.moonraker.gcode("TURN_OFF_HEATERS")
+        # What HelixScreen's dryer sends.
+        stack.moonraker.gcode("PANDA_BREATH_DRY_START TEMP=50 HOURS=3")
         reader.wait(lambda p: p.drying and p.drying_remaining_s, 5.0, "drying shown")
         assert panel.drying_target_c == 50 and panel.drying_duration_min == 180
         first = panel.drying_remaining_s
@@ -132,5 +146,7 @@ def test_the_drying_countdown(make_stack, firmware: str) -> None:
                     "the countdown running")
         # HelixScreen badges any heat that is not Klipper's target (work_mode 3).
         assert panel.external
+        stack.moonraker.gcode("PANDA_BREATH_DRY_STOP")
+        reader.wait(lambda p: not p.drying, 5.0, "drying stopped")
     finally:
         reader.close()

@@ -283,6 +283,16 @@ def test_a_state_push_without_a_reading_updates_link_and_fault_only(
     assert_ready(moon)
 
 
+def test_an_error_in_a_push_is_an_error_line_in_the_console(moon: KlippyAPIClient) -> None:
+    moon.request("gcode/subscribe_output", {"response_template": {"method": "gcode_out"}})
+    push(moon, "chamber", 30, error="drying not started: the device is not reachable")
+    line = moon.wait_for_notification("gcode_out", lambda p: "drying" in p["response"])
+    assert line["response"] == (
+        f"!! {CHAMBER}: drying not started: the device is not reachable")
+    assert "error" not in status(moon)
+    assert_ready(moon)
+
+
 def test_m105_reports_gcode_id(moon: KlippyAPIClient) -> None:
     moon.request("gcode/subscribe_output", {"response_template": {"method": "gcode_out"}})
     push(moon, "chamber", 28.5)
@@ -510,6 +520,7 @@ BAD_UPDATES: list[tuple[str, dict[str, Any]]] = [
     ("float work_mode", {"heater": "chamber", "temperature": 30, "work_mode": 2.0}),
     ("list work_mode", {"heater": "chamber", "temperature": 30, "work_mode": [2]}),
     ("nan drying_hours", {"heater": "chamber", "temperature": 30, "drying_hours": math.nan}),
+    ("list error", {"heater": "chamber", "temperature": 30, "error": ["x"]}),
 ]
 
 

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 from .backoff import Backoff
 from .config import MQTT_FIRMWARES, DeviceConfig, read_device_config
-from .controller import KLIPPER_GRACE_S, DeviceController
+from .controller import KLIPPER_GRACE_S, DeviceController, DryingError
 from .dragonbreath_link import DragonBreathLink
-from .drying_device import create_drying_device
+from .drying_device import create_drying_device, drying_request
 from .drying_device import device_name as drying_device_name
 from .esphome_mqtt import EsphomeMqttProtocol
 from .klippy_relay import KlippyRelay
@@ -93,6 +93,8 @@ class PandaBreath:
         self.server.register_notification(STATUS_EVENT)
         self.server.register_remote_method("panda_breath_set_target", self._on_set_target)
         self.server.register_remote_method("panda_breath_clear_fault", self._on_clear_fault)
+        self.server.register_remote_method("panda_breath_start_drying", self._on_start_drying)
+        self.server.register_remote_method("panda_breath_stop_drying", self._on_stop_drying)
         self.server.register_event_handler("server:klippy_ready", self._on_klippy_ready)
         self.server.register_event_handler("server:klippy_shutdown", self._on_klippy_shutdown)
         self.server.register_event_handler("server:klippy_disconnect", self._on_klippy_disconnect)
@@ -314,8 +316,44 @@ class PandaBreath:
         if controller.clear_fault():
             logging.info("panda_breath [%s]: fault clear requested from Klipper", controller.name)
         else:
-            logging.info("panda_breath [%s]: fault clear from Klipper: nothing to clear",
-                         controller.name)
+            self.relay.report_error(
+                controller, "fault not cleared: this firmware clears its faults by itself, or "
+                "the device is not reachable")
+
+    def _on_start_drying(
+        self, heater: Any = None, temperature: Any = None, hours: Any = None, **_extra: Any
+    ) -> None:
+        """Remote method for PANDA_BREATH_DRY_START (examples; HelixScreen sends it).
+
+        The same cycle as the power device; a refusal is an error line in
+        Klipper's console (a remote method has no reply).
+        """
+        controller = self.relay.controllers.get(str(heater))
+        if controller is None:
+            logging.info("panda_breath: drying for unknown heater %r ignored", heater)
+            return
+        self.eventloop.create_task(self._start_drying(controller, temperature, hours))
+
+    async def _start_drying(self, controller: DeviceController, temperature: Any,
+                            hours: Any) -> None:
+        try:
+            request = drying_request(temperature, hours)
+            # The macro may follow a target change (TURN_OFF_HEATERS) that the
+            # KlipperScreen setup forwards only at its next poll: ask first.
+            await self.relay.refresh_target(controller)
+            controller.start_drying(*request)
+        except DryingError as exc:
+            self.relay.report_error(controller, "drying not started: %s" % exc)
+        except Exception:  # noqa: BLE001 - a request must never take the component down
+            logging.exception("panda_breath [%s]: drying request failed", controller.name)
+
+    def _on_stop_drying(self, heater: Any = None, **_extra: Any) -> None:
+        """Remote method for PANDA_BREATH_DRY_STOP."""
+        controller = self.relay.controllers.get(str(heater))
+        if controller is None:
+            logging.info("panda_breath: drying stop for unknown heater %r ignored", heater)
+            return
+        controller.stop_drying()
 
     # Status --------------------------------------------------------------------
 

@@ -120,6 +120,9 @@ class TemperatureRelay(Protocol):
     def state_changed(self, controller: DeviceController) -> None:
         """Link, fault, power or set point changed: tell Klipper, with or without a reading."""
 
+    def report_error(self, controller: DeviceController, message: str) -> None:
+        """A request was refused after its G-code returned: say so in Klipper's console."""
+
 
 class DeviceController:
     def __init__(
@@ -183,6 +186,7 @@ class DeviceController:
         #: The drying cycle running on the device, if any.
         self.drying: DryingRun | None = None
         self._drying_sent_at = 0.0
+        self._refusal_reported: tuple[int, str] | None = None
         # Write pacing.
         self._synced_since_connect = False
         #: The device said something on this connection (or we gave up waiting).
@@ -214,6 +218,8 @@ class DeviceController:
             logging.info("panda_breath [%s]: Klipper's target takes the device back from %s",
                          self.name, self.external_control)
             self.external_control = None
+        if clamped > 0 and self.faults and source == "klipper":
+            self._report_fault_blocks(clamped)
         if clamped > 0 and self.drying is not None:
             # The print needs the chamber: Klipper's target wins over drying.
             self._end_drying("drying ended: Klipper set the chamber to %.0f" % clamped)
@@ -257,6 +263,22 @@ class DeviceController:
         else:
             self._try_sync()
         self._changed()
+
+    def _report_fault_blocks(self, target: float) -> None:
+        """A target while the device reports a fault: say why nothing will heat."""
+        link = self.link
+        how = ("it is latched: clear it with PANDA_BREATH_CLEAR_FAULT once the cause is fixed"
+               if link is not None and link.arbitrates else
+               "the device stays off until the fault clears")
+        self.relay.report_error(self, "target %.0f not applied: the device reports %s; %s" % (
+            target, ", ".join("%s: %s" % item for item in sorted(self.faults.items())), how))
+
+    def refused_target(self, target: float, reason: str) -> None:
+        """The device refused a command of ours (link hook): once per target and reason."""
+        key = (self.target_version, reason)
+        if key != self._refusal_reported:
+            self._refusal_reported = key
+            self.relay.report_error(self, reason)
 
     def clear_fault(self) -> bool:
         """The user clears a latched device fault: the device is Klipper's again.

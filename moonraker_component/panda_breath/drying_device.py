@@ -7,6 +7,10 @@ with the section's ``drying_temperature`` and ``drying_hours``, off stops
 it.  The state follows the device: a run started at the device shows as on,
 one that ends (its timer, a fault, Klipper taking the chamber, a shutdown)
 shows as off.
+
+Klipper macros (``PANDA_BREATH_DRY_START TEMP= HOURS=``, which HelixScreen
+sends) reach the same cycle through a remote method; ``drying_request``
+checks what they carry.
 """
 
 from __future__ import annotations
@@ -15,12 +19,25 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from .controller import DeviceController, DryingError
+from .model import DRYING_HOURS_RANGE, DRYING_TEMP_RANGE
 
 if TYPE_CHECKING:
     from moonraker.confighelper import ConfigHelper
 
 #: The ``type`` Moonraker reports for these devices.
 DEVICE_TYPE = "panda_breath"
+
+
+def drying_request(temperature: Any, hours: Any) -> tuple[int, int]:
+    """A macro's TEMP and HOURS as whole numbers in range; DryingError says what is wrong."""
+    values = []
+    for name, value, (low, high) in (("temperature", temperature, DRYING_TEMP_RANGE),
+                                     ("hours", hours, DRYING_HOURS_RANGE)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise DryingError("drying %s must be a whole number from %d to %d, not %r"
+                              % (name, low, high, value))
+        values.append(value)
+    return values[0], values[1]
 
 
 def device_name(section_name: str) -> str:

@@ -49,6 +49,8 @@ class KlippyRelay:
         #: heater -> the Klipper object that holds its target (per setup)
         self.objects: dict[str, str] = {}
         self._warnings: dict[str, str] = {}
+        #: heater -> errors for Klipper's console, sent with the next push.
+        self._errors: dict[str, list[str]] = {}
 
     def attach(self, controller: DeviceController) -> None:
         self.controllers[controller.heater] = controller
@@ -75,6 +77,16 @@ class KlippyRelay:
         self._pending[heater] = None
         self._start(controller)
 
+    def report_error(self, controller: DeviceController, message: str) -> None:
+        """A refused request: an error line in Klipper's console (and moonraker.log)."""
+        logging.info("panda_breath [%s]: %s", controller.name, message)
+        heater = controller.heater
+        if not self.ready:
+            return
+        self._errors.setdefault(heater, []).append(message)
+        self._pending.setdefault(heater, None)
+        self._start(controller)
+
     def _start(self, controller: DeviceController) -> None:
         heater = controller.heater
         if heater not in self._in_flight:
@@ -97,6 +109,9 @@ class KlippyRelay:
         reading = None if report is None else controller.klipper_reading(report)
         if reading is not None:
             params["temperature"] = reading
+        errors = self._errors.pop(heater, None)
+        if errors:
+            params["error"] = "; ".join(errors)
         seen_version = controller.target_version
         try:
             result = await self.klippy_apis._send_klippy_request(UPDATE_ENDPOINT, params)
@@ -164,7 +179,21 @@ class KlippyRelay:
     def on_klippy_gone(self) -> None:
         self.ready = False
         self._pending.clear()
+        self._errors.clear()
         self._pushed_state.clear()
+
+    async def refresh_target(self, controller: DeviceController) -> None:
+        """Ask Klipper for the heater's target now, before acting on a request."""
+        name = self.objects[controller.heater]
+        try:
+            status = await self.klippy_apis.query_objects({name: ["target"]})
+        except Exception as exc:  # noqa: BLE001 - Klippy errors arrive as ServerError
+            logging.info("panda_breath [%s]: querying the target failed: %s",
+                         controller.name, exc)
+            return
+        fields = status.get(name)
+        if isinstance(fields, dict) and "target" in fields:
+            controller.adopt_klipper_target(fields["target"], None)
 
     async def _check_heaters(self) -> None:
         try:
