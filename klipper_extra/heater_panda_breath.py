@@ -57,6 +57,8 @@ TARGET_POLL_INTERVAL = .25
 # The "panda_breath" status object, in the shape HelixScreen's panda_breath
 # chamber backend reads.  work_mode: 0 nothing heats, 1 the device (or
 # another controller) runs the heat, 2 Klipper's target, 3 a drying cycle.
+# The longest console error line taken from the component.
+MAX_ERROR_CHARS = 300
 HELIX_OBJECT = "panda_breath"
 HELIX_NAME_TOKENS = ("panda_breath", "pandabreath")
 WORK_MODES = (0, 1, 2, 3)
@@ -184,6 +186,8 @@ def parse_update(web_request):
     min_target = _get_number(web_request, 'min_target', False)
     work_on = _get_optional(web_request, 'work_on', (bool,), "true or false")
     error = _get_optional(web_request, 'error', STRING_TYPES, "a string")
+    external = _get_optional(web_request, 'external_control', STRING_TYPES,
+                             "a string or null")
     work_mode = web_request.get('work_mode', None)
     if work_mode is not None and (type(work_mode) is not int
                                   or work_mode not in WORK_MODES):
@@ -197,7 +201,8 @@ def parse_update(web_request):
                          'drying_temp': drying_temp,
                          'drying_hours': drying_hours,
                          'min_target': min_target, 'work_on': work_on,
-                         'work_mode': work_mode, 'error': error}
+                         'work_mode': work_mode, 'error': error,
+                         'external_control': external}
 
 def report_error(printer, full_name, state):
     # A request the device or the component refused after its G-code had
@@ -205,6 +210,8 @@ def report_error(printer, full_name, state):
     # one error line in the console, as a refused command would print.
     error = state.pop('error', None)
     if error:
+        # One line, of a readable length, whatever the text holds
+        error = " ".join(error.split())[:MAX_ERROR_CHARS]
         msg = "%s: %s" % (full_name, error)
         logging.info(msg)
         printer.lookup_object('gcode').respond_raw("!! " + msg)
@@ -507,6 +514,7 @@ class PandaBreathHeater(ReadingTracker):
                   'device_target': self.device_target,
                   'link': self.link,
                   'fault': self.fault,
+                  'external_control': self.state.get('external_control'),
                   'forward_error': self.forwarder.error}
         status.update(drying_status(self.state, self.drying_end,
                                     eventtime))
@@ -722,6 +730,7 @@ class PandaBreathSensor(ReadingTracker):
                   'device_target': self.state['device_target'],
                   'link': self.state['link'],
                   'fault': self.state['fault'],
+                  'external_control': self.state.get('external_control'),
                   'forward_error': self.forwarder.error}
         status.update(drying_status(self.state, self.drying_end, eventtime))
         return status

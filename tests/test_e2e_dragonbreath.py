@@ -48,11 +48,15 @@ def test_another_controller_is_not_fought_until_klippers_next_target(make_stack)
     device = stack.wait_device(lambda d: d["external_control"] == "web", 3.0,
                                what="the take-over shown")
     assert "web took control" in device["last_event"]
+    wait_until(lambda: stack.heater_status()["external_control"] == "web", 3.0,
+               what="who controls the device, in Klipper's status")
     time.sleep(3)
     assert heating_at(38)(stack.sim.state())  # not fought
     stack.set_target(42)  # Klipper's next target takes it back
     stack.wait_sim(heating_at(42), timeout=3.0, what="Klipper's target again")
     assert stack.device()["external_control"] is None
+    wait_until(lambda: stack.heater_status()["external_control"] is None, 3.0,
+               what="Klipper's again, in Klipper's status")
 
 
 def test_a_latched_fault_stays_until_the_user_clears_it(make_stack) -> None:

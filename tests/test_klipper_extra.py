@@ -219,6 +219,7 @@ def test_status_before_any_reading(fresh_klippy: Klippy) -> None:
         "device_target": None,
         "link": None,
         "fault": None,
+        "external_control": None,
         "forward_error": None,
         "drying": False,
         "drying_remaining": None,
@@ -290,6 +291,9 @@ def test_an_error_in_a_push_is_an_error_line_in_the_console(moon: KlippyAPIClien
     assert line["response"] == (
         f"!! {CHAMBER}: drying not started: the device is not reachable")
     assert "error" not in status(moon)
+    push(moon, "chamber", 30, error="two\nlines " + "x" * 400)
+    line = moon.wait_for_notification("gcode_out", lambda p: "two" in p["response"])
+    assert "\n" not in line["response"] and len(line["response"]) < 350
     assert_ready(moon)
 
 
@@ -521,6 +525,7 @@ BAD_UPDATES: list[tuple[str, dict[str, Any]]] = [
     ("list work_mode", {"heater": "chamber", "temperature": 30, "work_mode": [2]}),
     ("nan drying_hours", {"heater": "chamber", "temperature": 30, "drying_hours": math.nan}),
     ("list error", {"heater": "chamber", "temperature": 30, "error": ["x"]}),
+    ("int external_control", {"heater": "chamber", "temperature": 30, "external_control": 1}),
 ]
 
 

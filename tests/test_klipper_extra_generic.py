@@ -250,6 +250,7 @@ def test_update_reply_and_device_state(moon: KlippyAPIClient) -> None:
         "device_target": 40.0,
         "link": "connected",
         "fault": None,
+        "external_control": None,
         "forward_error": None,
         "drying": False,
         "drying_remaining": None,

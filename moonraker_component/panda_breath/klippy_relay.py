@@ -301,6 +301,8 @@ def _state_params(controller: DeviceController) -> dict[str, Any]:
             "%s: %s" % item for item in sorted(controller.faults.items())
         ) or None,
     }
+    if controller.external_control is not None:
+        params["external_control"] = controller.external_control
     params["work_on"] = controller.is_device_heating()
     params["work_mode"] = controller.work_mode()
     link = controller.link
