@@ -10,6 +10,11 @@ Run through ``scripts/bench``.  Prints medians and p99 over many samples:
   reports no settings, so the component re-asserts them): frames written per
   hour while heating and while off, new connections, client slots held.
 
+``--firmware dragonbreath`` measures the DragonBreath path (HTTP API v2 and
+its event stream) instead: Klipper's target -> the ``power_on`` the simulated
+device accepted (its journal's receive time, once its state shows the new
+target), and target 0 -> the device off.
+
 Both processes run on one machine, so wall-clock timestamps are comparable;
 the machine is shared and noisy, so only medians and high percentiles mean
 anything.
@@ -170,6 +175,58 @@ def idle_cost(moonrakers: list[Moonraker], seconds: float) -> list[tuple[float, 
     return [((cpu - cpu0) / elapsed, rss) for cpu0, (cpu, rss) in zip(before, after, strict=True)]
 
 
+def command_time(state: dict[str, Any], after: float, name: str, **fields: Any) -> float | None:
+    """Receive time of the first DragonBreath command ``name`` (with ``fields``) the
+    simulated device applied at or after ``after``."""
+    for frame in state["recent_frames"]:
+        payload = frame.get("payload") or {}
+        if (frame["time"] >= after and frame.get("transport") == "http" and frame.get("applied")
+                and payload.get("command") == name
+                and all(payload.get(k) == v for k, v in fields.items())):
+            return float(frame["time"])
+    return None
+
+
+def bench_dragonbreath(samples: int) -> int:
+    """Klipper target -> DragonBreath command accepted, for heat and for off."""
+    with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
+        stack = start_stack(Path(tmp), "dragonbreath", time_scale=1.0)
+        try:
+            client = stack.klippy.client()
+            heat: list[float] = []
+            off: list[float] = []
+            print("measuring latencies...", file=sys.stderr, flush=True)
+            for i in range(samples):
+                target = 40 + (i % 2)
+                t0 = time.time()
+                client.gcode(f"SET_HEATER_TEMPERATURE HEATER=chamber TARGET={target}")
+                seen = wait_until(
+                    lambda target=target, t0=t0: command_time(
+                        stack.sim.state(), t0, "power_on", target_c=target),
+                    5.0, 0.002, "power_on at the device")
+                stack.wait_sim(lambda s, target=target: s["mode"] == "power_on"
+                               and s["requested_c"] == target, 2.0, "the device's state")
+                heat.append(seen - t0)
+                time.sleep(0.15)  # beyond the component's 100 ms write coalescing window
+            for _ in range(samples):
+                t0 = time.time()
+                client.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=0")
+                seen = wait_until(lambda t0=t0: command_time(stack.sim.state(), t0, "off"),
+                                  5.0, 0.002, "off at the device")
+                stack.wait_sim(lambda s: s["mode"] == "off", 2.0, "the device's state")
+                off.append(seen - t0)
+                client.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=40")
+                stack.wait_sim(lambda s: s["mode"] == "power_on", 5.0, "heating again")
+                time.sleep(0.15)
+            client.close()
+        finally:
+            stack.stop()
+    print(f"{'measure':<46} {'n':>5} {'median':>9} {'p99':>9}     target")
+    print(row("target -> power_on accepted, DragonBreath", heat, "p99 < 300 ms"))
+    print(row("target 0 -> off accepted, DragonBreath", off, "p99 < 300 ms"))
+    return 0
+
+
 def bench_klipperscreen_setup(samples: int) -> int:
     """Target latency of the opt-in setup: Klipper's heater target is polled (0.25 s)."""
     with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
@@ -197,7 +254,13 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--reassert-seconds", type=float, default=120.0,
                         help="window for each of the heating/off re-assert cost samples")
+    parser.add_argument(
+        "--firmware", choices=("v1.0.3", "dragonbreath"), default="v1.0.3",
+        help="dragonbreath: only the target latencies, through its HTTP API and event stream",
+    )
     args = parser.parse_args(argv)
+    if args.firmware == "dragonbreath":
+        return bench_dragonbreath(args.samples)
     if args.setup == "klipperscreen":
         return bench_klipperscreen_setup(args.samples)
     with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:

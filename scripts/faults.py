@@ -1,7 +1,7 @@
 """The fault suite: every fault against every firmware path, through the real stack.
 
 Run through ``scripts/faults``.  For each firmware path (stock ``v1.0.0`` ...
-``v1.0.4`` over WebSocket, ``stock_mqtt``, ``esphome``) one real stack is
+``v1.0.4`` over WebSocket, ``stock_mqtt``, ``esphome``, ``dragonbreath``) one real stack is
 started (simulator, klippy + the extra, Moonraker 0.11 + the component with
 its default timings: ``silence_timeout`` 10 s, ``reconnect_max_delay`` 5 s,
 ``reassert_interval`` 20 s; Mosquitto for the MQTT paths; the ESPHome device
@@ -11,13 +11,23 @@ the part a fault breaks is restarted.  The device's truth is the simulator's
 ``work_mode`` 2 and ``set_temp`` T; stock_mqtt when ``work_on`` and mode
 ``on`` and ``set_temp`` T; ESPHome when the climate is ``heat`` with the band
 T-0.5..T+0.5.  OFF is ``work_on`` false (ESPHome: climate ``off``).
+DragonBreath heats at T when its mode is ``power_on``, ``requested_c`` T and
+the lease is held by a Klipper actor; OFF is mode ``off``.  Its stack runs
+the component with ``lease_timeout: 10`` (the device's ``comms_ms`` 10 000,
+the shortest the component allows) and a control token, and reaches the
+simulator through a relay in the suite (``EventTap``) that can slip hostile
+events into the device's event stream.  A latched fault is cleared between
+rows the way a user does it, ``POST /server/panda_breath/clear_fault``;
+the bridge itself never clears one.
 
 One table is printed: fault, firmware path, what was expected, how the device
 ended, repetitions, the median and maximum time to get there, the bound,
 printer shutdowns the fault did not intend (``Transition to shutdown state``
 in klippy's log), and secrets found in the logs (the simulator's Wi-Fi/AP
-passwords and SSID, and raw frame text such as ``{"settings":``, padding,
-deep nesting, in what Moonraker's and klippy's logs gained during the row).
+passwords and SSID, the DragonBreath control token, and raw frame text such
+as ``{"settings":`` or ``"state_revision":``, padding, deep nesting, in what
+Moonraker's and klippy's logs gained during the row; Moonraker's dump of its
+own configuration at start-up is not counted).
 A row is ``ok`` when every repetition reached its end state within the bound
 and held it, with no unintended shutdown and nothing found in the logs;
 ``MISS`` otherwise (``error`` when the row itself broke).  ``n/a`` rows do not
@@ -106,6 +116,58 @@ link-failure
     connected, ``link_failures`` counted and ``last_link_failure`` set.
     Bound 3 s.
 
+DragonBreath (``dragonbreath``): the device decides who controls it, so these
+rows differ there or are its own:
+
+connection-reset
+    sim ``drop_streams`` (the event stream is reset).  End: heating at T with
+    the same lease and revision (nothing was written to the device, no new
+    session), the stream open again.  Bound 5 s: the component retries a
+    stream after 1, 2, 4 ... s (from 1 s again once one lived 30 s) and
+    polls the state every second meanwhile.
+silent-socket
+    sim ``silence_stream seconds=8`` (the stream stays open, nothing on it).
+    End: the component polls instead (its stream-silence limit, 5 s with
+    silence_timeout 10 s), the device heats at T under the same session for
+    the whole silence.  Bound 6 s.
+reboot-lost-settings
+    ``reboot wipe=1 down=0.5``: a new boot_id, revision 1, mode off, comms_ms
+    back to its 300 s default.  End: heating at T under a new lease of ours.
+    Bound 5 s.  The note says when comms_ms was back at 10 000.
+takeover-web, takeover-button
+    Heating at T, another controller acts: its web page powers on at 38 (its
+    own lease), or a front-panel press switches off.  The bridge must not
+    fight it: the device keeps the other controller's state for 3 s from the
+    take-over with no command from the bridge, and the status shows
+    ``external_control`` and ``source`` = web/button and no lease of ours.
+    Then Klipper's next target (40) must take it back: heating at 40 under
+    our lease.  Times run from that target; bound 2 s.
+hostile-KIND
+    The same kinds, as events in the device's own stream (``EventTap``: a
+    ``data:`` line between two of the device's events, built from its real
+    state; ``api_version`` kept where the kind allows).
+moonraker-stop
+    As above; the OFF must also leave no fault latched.
+host-killed, host-killed-restart
+    SIGKILL to Moonraker while heating.  The device heats on until its lease
+    runs out and must then switch itself off: mode off, fault latched
+    "controller lease expired", source ``watchdog``.  Time from the kill;
+    bound comms_ms + 1 s (the device checks its lease every 0.5 s); the note
+    says how much of the lease was left at the kill and how long after it
+    ran out the device was off.  Then Moonraker is started again
+    (``host-killed-restart``): the bridge shows the fault and leaves it
+    (latched and off 2.5 s after the bridge reported it), keeps Klipper's
+    target; the suite clears the fault as a user would, and T must be back
+    at the device under a new lease.  Time from the clear; bound 3 s.
+client-cap
+    Both event-stream slots held by others (sim ``occupy_streams n=2``),
+    the stream dropped, target 40.  End: heating at 40 (commands do not need
+    a stream), and the component was refused a stream (503 ``busy``) once
+    it tried again.  Bound 2 s.
+n/a there: reboot-saved-heat (DragonBreath boots off), device-change-*
+(a change at the device is another controller's: takeover-*), broker-restart,
+moonraker-kill (host-killed), name-resolution (resolved once per session).
+
 Soak (``--soak HOURS``; default 24 for a full run, 1 with ``--quick``): one
 stack (``--soak-firmware``, default v1.0.3) with the simulator's clock at
 ``--time-scale`` (120: 24 h of device time in 12 min wall).  A warm-up round
@@ -128,10 +190,11 @@ to reconnect_max_delay (5 s) away; hence 5 s + 1 s (connect, snapshot,
 sampling).  Each episode is reported with the fault before it.  It is printed as
 the ``soak`` row (its times are the uncommanded-heat episodes) plus details.
 
-``--quick`` (CI, under 3 minutes on 2 cores): v1.0.3, stock_mqtt and esphome,
-the rows in QUICK_FAULTS (every fault kind once somewhere, no 30 s silence and
-no wait for the 20 s re-assert), one repetition, and a 1 h soak whose
-warm-up is a burst of every fault kind.
+``--quick`` (CI, about 3.5 minutes on 2 cores): v1.0.3, stock_mqtt, esphome and
+dragonbreath, the rows in QUICK_FAULTS (every fault kind once somewhere, no
+30 s silence and no wait for the 20 s re-assert; on dragonbreath the stream
+reset, host-killed and the take-overs), one repetition, and a 1 h soak whose
+warm-up is a burst of every fault kind.  The soak runs on the other paths only.
 """
 
 from __future__ import annotations
@@ -160,7 +223,7 @@ from testbed.faultsuite import (
     run_soak,
 )
 
-QUICK_FIRMWARES = ("v1.0.3", "stock_mqtt", "esphome")
+QUICK_FIRMWARES = ("v1.0.3", "stock_mqtt", "esphome", "dragonbreath")
 #: The CI subset: every fault kind once somewhere, each path's own risks on
 #: that path, nothing that waits for a 30 s silence or the 20 s re-assert.
 QUICK_FAULTS: dict[str, tuple[str, ...]] = {
@@ -178,8 +241,12 @@ QUICK_FAULTS: dict[str, tuple[str, ...]] = {
         "device-change-target", "hostile-nonfinite", "hostile-giant", "broker-restart",
         "moonraker-stop", "moonraker-kill", "klippy-firmware-restart", "link-failure",
     ),
+    # The host lease and the arbitration are what is new on this path; the rest
+    # of its rows share the component's code with the paths above.
+    "dragonbreath": ("connection-reset", "host-killed", "takeover-web"),
 }
 QUICK_SOAK_HOURS = 1.0
+SOAK_FIRMWARES = tuple(fw for fw in FIRMWARES if fw != "dragonbreath")
 
 
 def progress(message: str) -> None:
@@ -225,13 +292,13 @@ def table(rows: list[Row], soak: SoakResult | None) -> tuple[str, list[str]]:
             notes.append(text)
         return f" [{notes.index(text) + 1}]"
 
-    header = (f"{'fault':<24} {'firmware':<10} {'expect':<30} {'ended':<30} {'n':>2} "
+    header = (f"{'fault':<24} {'firmware':<12} {'expect':<30} {'ended':<30} {'n':>2} "
               f"{'median s':>8} {'max s':>8} {'bound s':>7} {'shutdn':>6} {'secrets':>7}  result")
     lines = [header, "-" * len(header)]
     for r in rows:
         bound = "-" if r.bound is None else f"{r.bound:g}"
         lines.append(
-            f"{r.fault:<24} {r.firmware:<10} {r.expect[:30]:<30} {r.ended[:30]:<30} "
+            f"{r.fault:<24} {r.firmware:<12} {r.expect[:30]:<30} {r.ended[:30]:<30} "
             f"{len(r.reps):>2} {fmt_time(r.median):>8} {fmt_time(r.max):>8} {bound:>7} "
             f"{r.shutdowns:>6} {r.secrets:>7}  {r.status}{note_ref(r.reason)}"
         )
@@ -241,7 +308,7 @@ def table(rows: list[Row], soak: SoakResult | None) -> tuple[str, list[str]]:
         problems = [k for k, ok in soak.checks().items() if not ok]
         ended = "converged" if soak.final_ok else "not converged"
         lines.append(
-            f"{'soak ' + format(soak.hours, 'g') + ' h':<24} {soak.firmware:<10} "
+            f"{'soak ' + format(soak.hours, 'g') + ' h':<24} {soak.firmware:<12} "
             f"{'bounded, follows Klipper':<30} {ended:<30} {len(runs):>2} "
             f"{fmt_time(median):>8} {fmt_time(soak.longest_heat if runs else None):>8} "
             f"{soak.heat_bound_s:>7g} {len(soak.shutdowns):>6} {sum(soak.secrets.values()):>7}  "
@@ -286,10 +353,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="row name or glob such as 'hostile-*' (repeatable; default all)")
     parser.add_argument("--repeat", type=int, default=None, help="repetitions per row (3)")
     parser.add_argument("--quick", action="store_true",
-                        help="CI subset: v1.0.3, stock_mqtt, esphome; cheap rows; 1 h soak")
+                        help="CI subset: v1.0.3, stock_mqtt, esphome, dragonbreath; cheap rows; "
+                        "1 h soak")
     parser.add_argument("--soak", type=float, default=None, metavar="HOURS",
                         help="device hours of soak (default 24; 1 with --quick; 0: none)")
-    parser.add_argument("--soak-firmware", default="v1.0.3", choices=FIRMWARES)
+    parser.add_argument("--soak-firmware", default="v1.0.3", choices=SOAK_FIRMWARES,
+                        help="firmware path of the soak (v1.0.3; not dragonbreath: its "
+                        "faults are rows, the soak's injectors are the other paths')")
     parser.add_argument("--time-scale", type=float, default=120.0,
                         help="simulator clock speed during the soak (120)")
     parser.add_argument("--soak-fault-every", type=float, default=5.0, metavar="MINUTES",

@@ -17,7 +17,13 @@ import faults
 import pytest
 from pbsim.secrets import SECRET_AP_PASSWORD, SECRET_WIFI_PASSWORD
 from testbed import ROOT
-from testbed.faultsuite import FAULTS_BY_NAME, LogWatch
+from testbed.faultsuite import (
+    DB_TOKEN,
+    FAULTS_BY_NAME,
+    HOSTILE_KINDS,
+    LogWatch,
+    db_hostile_events,
+)
 
 
 def quick_rows() -> set[tuple[str, str]]:
@@ -34,6 +40,25 @@ def test_quick_subset_covers_every_fault_kind() -> None:
     # Only the slow rows are left to the full run.
     assert set(faults.ROW_NAMES) - covered == {"silent-socket"}
     assert set(faults.QUICK_FAULTS) == set(faults.QUICK_FIRMWARES)
+    # DragonBreath's own risks run in CI: the lease watchdog and other controllers.
+    assert {"host-killed", "host-killed-restart", "takeover-web", "takeover-button",
+            "connection-reset"} <= {row for row, fw in quick_rows() if fw == "dragonbreath"}
+
+
+def test_dragonbreath_hostile_events_are_single_sse_lines() -> None:
+    state = {"api_version": 2, "state_revision": 7, "mode": "power_on", "source": "klipper",
+             "target": {"requested_c": 45, "effective_c": 45},
+             "sensors": {"chamber": {"temperature_c": 30.5, "status": "ok"}},
+             "control": {"lease": {"active": True, "owner": "moonraker-abc",
+                                   "expires_in_ms": 9000}},
+             "safety": {"fault_latched": False, "reason": None}}
+    for kind in HOSTILE_KINDS:
+        events = db_hostile_events(kind, state)
+        assert events, kind
+        for data in events:
+            # One data: line each; the stream's framing is left intact.
+            assert b"\n" not in data and b"\r" not in data, kind
+            assert data != json.dumps(state).encode(), kind
 
 
 def test_log_scan_finds_secrets_raw_frames_and_shutdowns(tmp_path: Path) -> None:
@@ -47,6 +72,9 @@ def test_log_scan_finds_secrets_raw_frames_and_shutdowns(tmp_path: Path) -> None
     watch = LogWatch(stack)  # type: ignore[arg-type]
     mark = watch.mark()
     with open(paths["m.log"], "a") as f:
+        # Moonraker's own dump of its configuration (the DragonBreath token in it) is not ours.
+        f.write(f"\n{'#' * 20} Moonraker Configuration {'#' * 20}\n\n[panda_breath]\n"
+                f"token: {DB_TOKEN}\n{'#' * 65}\nAll Configuration Files:\n")
         f.write(f'got {{"settings":{{"wifi":{{"password":"{SECRET_WIFI_PASSWORD}"}}}}}}\n')
     with open(paths["k.log"], "a") as f:
         f.write("Transition to shutdown state: Panda Breath stale\n")
@@ -56,6 +84,7 @@ def test_log_scan_finds_secrets_raw_frames_and_shutdowns(tmp_path: Path) -> None
     assert found["wifi password in m.log"] == 1
     assert found["ap password in k.log"] == 1
     assert found['raw frame {"settings": in m.log'] == 1
+    assert not any("token" in name for name in found)
     # What was there before the mark does not count again.
     assert watch.scan(watch.mark()) == ([], {})
 
@@ -90,5 +119,10 @@ def test_quick_fault_suite_passes_and_lists_every_row(tmp_path: Path) -> None:
     # Stock firmware has no watchdog: recorded as what it is, not as a pass.
     assert rows[("moonraker-kill", "v1.0.3")]["ended"] == "heats on"
     assert rows[("moonraker-kill", "esphome")]["status"] == "ok"
+    # DragonBreath: its own watchdog switched it off, latched, and only the user cleared it.
+    assert rows[("host-killed", "dragonbreath")]["ended"] == "OFF, lease expired"
+    assert rows[("host-killed-restart", "dragonbreath")]["status"] == "ok"
+    assert rows[("takeover-web", "dragonbreath")]["status"] == "ok"
+    assert rows[("takeover-button", "dragonbreath")]["status"] == "ok"
     soak = data["soak"]
     assert soak["ok"] is True and soak["hours"] == 1.0, soak

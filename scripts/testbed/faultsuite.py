@@ -16,26 +16,36 @@ Outcomes are honest: a row that cannot apply to a path is ``n/a`` with the
 reason, a simulator or component feature that is missing is ``not available``
 (:class:`NotAvailable`), a row the machine cannot run is ``not run``, and the
 stock firmware's lack of a watchdog is ``documented``, never a pass.
+
+DragonBreath decides itself who controls it (a host lease, other controllers,
+latched faults), so several rows have their own run there (``Fault.db``), and
+the harness puts an :class:`EventTap` between the component and the simulator
+to slip hostile events into the device's event stream.  A latched fault is
+cleared only the way a user would: ``POST /server/panda_breath/clear_fault``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import random
+import re
 import signal
 import statistics
 import subprocess
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pbsim.hostile import BINARY, HUGE_NUMBER, NONFINITE, STRANGE_VALUES, WRONG_TYPES
 from pbsim.secrets import SECRET_AP_PASSWORD, SECRET_WIFI_PASSWORD, SECRET_WIFI_SSID
 
-from testbed import ProcessError, wait_until
+from testbed import ProcessError, free_port, wait_until
 from testbed.configs import panda_section
 from testbed.moonraker import MoonrakerError
 from testbed.stack import (
@@ -48,6 +58,8 @@ from testbed.stack import (
     panda_mqtt_section,
     start_stack,
 )
+
+DRAGONBREATH = "dragonbreath"
 
 #: Klipper's target before most faults.
 TARGET = 45
@@ -105,6 +117,31 @@ LOG_MARKERS: dict[str, str] = {
 }
 SHUTDOWN_LINE = "Transition to shutdown state:"
 
+# DragonBreath ------------------------------------------------------------------------------------
+#: The component's ``lease_timeout`` (the device's ``comms_ms``): the shortest it allows.
+DB_LEASE_TIMEOUT = 10.0
+#: The control token the simulated device and the component share (a fake secret: it must
+#: never reach a log; Moonraker's own dump of its configuration is not counted).
+DB_TOKEN = "sim-db-Tok3n-9Wq4Lz"
+#: The other controller's target in the take-over rows.
+DB_OTHER_TARGET = 38
+#: How long another controller's state must stand, untouched by the bridge.
+TAKEOVER_HOLD_S = 3.0
+#: How long a latched fault must stay latched with the bridge connected (it never clears one).
+FAULT_HOLD_S = 2.5
+#: How long the DragonBreath event stream is silenced (half-open stream).
+DB_SILENCE_S = 8.0
+#: The component's stream-silence limit: min(6 s, silence_timeout / 2).
+DB_STREAM_SILENCE = min(6.0, SILENCE_TIMEOUT / 2)
+#: The component retries a lost event stream after 1, 2, 4 ... s (from 1 s again once a
+#: stream lived 30 s); the rows that drop it three times in a row see up to 4 s.
+DB_STREAM_RETRY_BOUND = 4.0 + 1.0
+LOG_MARKERS["dragonbreath token"] = DB_TOKEN
+LOG_MARKERS["raw state \"state_revision\":"] = '"state_revision":'
+#: Moonraker logs its whole configuration (the token with it) when it starts.
+CONFIG_DUMP = re.compile(r"#{20} Moonraker Configuration #{20}.*?All Configuration Files:",
+                         re.DOTALL)
+
 
 class NotAvailable(Exception):
     """The simulator or the component does not offer what this row needs (yet)."""
@@ -115,6 +152,9 @@ class NotAvailable(Exception):
 
 def heating(firmware: str, target: float) -> Callable[[dict[str, Any]], bool]:
     """The simulated device heats at ``target`` the way the component writes it."""
+    if firmware == DRAGONBREATH:  # power_on at T under a lease taken by a Klipper actor
+        return lambda s: (s["mode"] == "power_on" and s["requested_c"] == target
+                          and (s.get("lease") or {}).get("kind") == "klipper")
     if firmware == "esphome":
         low, high = target - 0.5, target + 0.5
 
@@ -130,6 +170,8 @@ def heating(firmware: str, target: float) -> Callable[[dict[str, Any]], bool]:
 
 
 def is_off(firmware: str) -> Callable[[dict[str, Any]], bool]:
+    if firmware == DRAGONBREATH:
+        return lambda s: s["mode"] == "off"
     if firmware == "esphome":
         return lambda s: (s.get("esphome") or {}).get("mode") == "off"
     return lambda s: s["work_on"] is False
@@ -148,7 +190,7 @@ def host_writes(state: dict[str, Any], since: float) -> list[dict[str, Any]]:
     """Frames/commands the device received from the component after ``since`` (wall time)."""
     return [
         f for f in state.get("recent_frames", [])
-        if f["time"] > since and f.get("transport") in ("ws", "mqtt")
+        if f["time"] > since and f.get("transport") in ("ws", "mqtt", "http")
         and not str(f.get("source") or "").endswith(("/host/heartbeat", "/moonraker/status"))
     ]
 
@@ -156,6 +198,14 @@ def host_writes(state: dict[str, Any], since: float) -> list[dict[str, Any]]:
 def describe_state(firmware: str, state: dict[str, Any] | None) -> str:
     if not state:
         return "unknown"
+    if firmware == DRAGONBREATH:
+        if state.get("fault_latched"):
+            return f"OFF, fault {state.get('fault_reason')!r}"
+        if state.get("mode") == "off":
+            return "OFF"
+        lease = state.get("lease") or {}
+        return (f"{state.get('mode')} {state.get('requested_c')} (source {state.get('source')}, "
+                f"lease {lease.get('kind')})")
     if firmware == "esphome":
         e = state.get("esphome") or {}
         if e.get("mode") == "off":
@@ -283,7 +333,7 @@ class LogWatch:
                 start = 0  # rotated or recreated
             with open(path, "rb") as f:
                 f.seek(start)
-                out[path] = f.read().decode("utf-8", "replace")
+                out[path] = CONFIG_DUMP.sub("", f.read().decode("utf-8", "replace"))
         return out
 
     def scan(self, mark: dict[Path, int]) -> tuple[list[str], dict[str, int]]:
@@ -322,6 +372,177 @@ class HostsFile:
             f.truncate()
 
 
+# -- DragonBreath: hostile events in the device's own stream --------------------------------
+
+
+class EventTap:
+    """A TCP relay in front of the DragonBreath simulator that slips events into its streams.
+
+    The DragonBreath personality has no hostile-frame action, so the suite adds
+    one where the component cannot tell the difference: between two chunks of
+    the device's own ``text/event-stream`` response (the simulator sends one
+    chunk per event).  Everything else is copied byte for byte; a connection
+    the simulator resets (a reboot, a refusal) is reset to the client, and one
+    the client closes is closed to the simulator (which frees its stream slot).
+    It runs its own event loop in a thread.
+    """
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="event-tap",
+                                        daemon=True)
+        self._server: asyncio.AbstractServer | None = None
+        self._clients: set[asyncio.StreamWriter] = set()
+        self._streams: set[asyncio.StreamWriter] = set()
+
+    def start(self) -> EventTap:
+        self._thread.start()
+        self._server = self._call(asyncio.start_server(self._handle, "127.0.0.1", self.port))
+        return self
+
+    def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+            for writer in list(self._clients):
+                writer.transport.abort()
+
+        try:
+            self._call(close())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+
+    def _call(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
+
+    def inject(self, texts: list[bytes], event: str = "telemetry") -> int:
+        """Send each text as one event's ``data:`` line on every open stream; how many streams."""
+        async def send() -> int:
+            reached = 0
+            for writer in list(self._streams):
+                if writer.is_closing():
+                    continue
+                for text in texts:
+                    payload = b"event: %s\ndata: %s\n\n" % (event.encode(), text)
+                    writer.write(b"%x\r\n" % len(payload) + payload + b"\r\n")
+                reached += 1
+            return reached
+
+        return int(self._call(send()))
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._clients.add(writer)
+        upload: asyncio.Future[None] | None = None
+        up_writer: asyncio.StreamWriter | None = None
+        try:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1",
+                                                                     self.upstream_port)
+            except OSError:
+                writer.transport.abort()
+                return
+            upload = asyncio.ensure_future(self._pipe(reader, up_writer))
+            try:
+                head = await up_reader.readuntil(b"\r\n\r\n")
+                writer.write(head)
+                lower = head.lower()
+                if b"text/event-stream" in lower and b"chunked" in lower:
+                    self._streams.add(writer)
+                    while True:
+                        size_line = await up_reader.readuntil(b"\r\n")
+                        size = int(size_line.strip() or b"0", 16)
+                        writer.write(size_line + await up_reader.readexactly(size + 2))
+                        await writer.drain()
+                        if size == 0:
+                            break
+                else:
+                    while chunk := await up_reader.read(65536):
+                        writer.write(chunk)
+                        await writer.drain()
+                writer.close()  # the device closed in order
+            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
+                    OSError):
+                writer.transport.abort()  # reset, or cut mid-response
+        finally:
+            self._clients.discard(writer)
+            self._streams.discard(writer)
+            if upload is not None:
+                upload.cancel()
+            if up_writer is not None:
+                up_writer.transport.abort()
+
+    @staticmethod
+    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await src.read(65536):
+                dst.write(chunk)
+                await dst.drain()
+        except OSError:
+            pass
+        dst.transport.abort()  # the client went away: so does the device's side
+
+
+def _map_leaves(value: Any, change: Callable[[str, Any], Any], key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _map_leaves(v, change, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_leaves(v, change, key) for v in value]
+    return change(key, value)
+
+
+def db_hostile_events(kind: str, state: dict[str, Any]) -> list[bytes]:
+    """Hostile ``data:`` lines for a DragonBreath event, built from a real state snapshot.
+
+    The kinds of ``pbsim.hostile``; ``api_version`` stays 2 where the kind
+    allows, so the decoder goes past its first check and meets the rest.
+    """
+    def numbers(values: tuple[Any, ...]) -> bytes:
+        cycle = iter(range(1 << 30))
+
+        def change(key: str, value: Any) -> Any:
+            if key == "api_version" or not isinstance(value, (int, float)):
+                return value
+            return values[next(cycle) % len(values)]
+
+        return json.dumps(_map_leaves(state, change)).encode()
+
+    text = json.dumps(state, separators=(",", ":"))
+    if kind == "json":
+        return [text[: len(text) // 2].encode()]
+    if kind == "types":
+        return [numbers(WRONG_TYPES)]
+    if kind in ("oversize", "giant"):
+        size = 64 * 1024 if kind == "oversize" else 2 << 20
+        return [json.dumps({**state, "padding": "x" * size}, separators=(",", ":")).encode()]
+    if kind == "binary":
+        return [BINARY]
+    if kind == "deep":
+        return [b'{"api_version":2,"state_revision":' + b"[" * 5000 + b"]" * 5000 + b"}"]
+    if kind == "huge_number":
+        return [numbers((HUGE_NUMBER,))]
+    if kind == "nonfinite":
+        return [numbers((literal,)) for literal in NONFINITE]
+    if kind == "unicode":
+        strange = iter(range(1 << 30))
+
+        def change(key: str, value: Any) -> Any:
+            if key == "api_version" or value is None or isinstance(value, bool):
+                return value
+            return STRANGE_VALUES[next(strange) % len(STRANGE_VALUES)]
+
+        body = json.dumps(_map_leaves(state, change), ensure_ascii=False)
+        return [('{"\\ud800":"\\udfff","mode\\u0000":"\\u0000",' + body[1:]).encode()]
+    if kind == "wrong_root":
+        return [json.dumps(root).encode() for root in ([state], 42, "40", None, True)]
+    raise NotAvailable(f"no DragonBreath event for hostile kind {kind!r}")
+
+
 # -- the per-firmware harness ---------------------------------------------------------------------
 
 
@@ -340,6 +561,8 @@ class Harness:
         self.stack: Stack | None = None
         self.host_name: str | None = None  # None: the simulator's IP address
         self.starts = 0
+        #: DragonBreath: the relay the component reaches the simulator through.
+        self.tap: EventTap | None = None
         self._link_seen: tuple[int, int, int] | None = None
         self._steady_since = 0.0
         #: The component's status at the last poll of wait_both (for notes on a miss).
@@ -354,6 +577,10 @@ class Harness:
         return self.firmware in STOCK_FIRMWARES
 
     @property
+    def db(self) -> bool:
+        return self.firmware == DRAGONBREATH
+
+    @property
     def s(self) -> Stack:
         assert self.stack is not None
         return self.stack
@@ -363,6 +590,8 @@ class Harness:
         options: dict[str, Any] = {"silence_timeout": None, "reconnect_max_delay": None}
         if self.ws and self.host_name:
             options["host"] = self.host_name
+        if self.db:
+            options.update(lease_timeout=f"{DB_LEASE_TIMEOUT:g}", token=DB_TOKEN)
         return options
 
     def moonraker_config(self) -> str:
@@ -371,22 +600,44 @@ class Harness:
             return mqtt_section(self.s.broker.port) + panda_mqtt_section(
                 self.firmware, **self.panda_options()
             )
+        if self.db:
+            assert self.tap is not None
+            return panda_section(self.tap.port, firmware=DRAGONBREATH, **self.panda_options())
         return panda_section(self.s.sim.port, **self.panda_options())
 
     def start(self) -> None:
         self.starts += 1
         run = self.workdir / f"{self.firmware}-{self.starts}"
-        self.stack = start_stack(
-            run, self.firmware, time_scale=self.time_scale,
-            sim_args=ESPHOME_WATCHDOG_ARGS if self.firmware == "esphome" else (),
-            panda_options=self.panda_options(), moonraker_debug=True,
-        )
+        sim_args: tuple[str, ...] = ()
+        sim_port = device_port = None
+        if self.firmware == "esphome":
+            sim_args = ESPHOME_WATCHDOG_ARGS
+        if self.db:
+            sim_args = ("--db-token", DB_TOKEN)
+            sim_port = free_port()
+            self.tap = EventTap(sim_port).start()
+            device_port = self.tap.port
+        try:
+            self.stack = start_stack(
+                run, self.firmware, time_scale=self.time_scale, sim_args=sim_args,
+                sim_port=sim_port, device_port=device_port,
+                panda_options=self.panda_options(), moonraker_debug=True,
+            )
+        except BaseException:
+            self._stop_tap()
+            raise
         self.logs = LogWatch(self.stack)
 
     def stop(self) -> None:
         if self.stack is not None:
             self.stack.stop()
             self.stack = None
+        self._stop_tap()
+
+    def _stop_tap(self) -> None:
+        if self.tap is not None:
+            self.tap.stop()
+            self.tap = None
 
     # -- helpers --------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -403,6 +654,20 @@ class Harness:
             if "HTTP 400" in str(exc):
                 raise NotAvailable(f"simulator: {action} {params}: {exc}") from None
             raise
+
+    def clear_fault(self) -> None:
+        """What a user does about a latched DragonBreath fault (the bridge never does it)."""
+        self.s.moonraker.post("/server/panda_breath/clear_fault", {"name": "panda_breath"})
+
+    def inject_hostile(self, kind: str) -> int:
+        """Hostile device->client payloads of ``kind``; how many reached a client."""
+        if self.db:
+            assert self.tap is not None
+            state = json.loads(urllib.request.urlopen(
+                f"{self.s.sim.base_url}/api/v2/state", timeout=2.0).read())
+            return self.tap.inject(db_hostile_events(kind, state))
+        result = self.control("malformed", kind=kind)
+        return int(bool(result.get("sent")))
 
     def set_target(self, target: float, timeout: float = 10.0) -> None:
         """Klipper's target, retried while Klipper is still starting or stale."""
@@ -515,12 +780,34 @@ class Harness:
                 pass
         if state.get("fault_active"):
             self.control("clear_faults")
+        if self.db:
+            self._heal_db_device(state)
         if s.moonraker.klippy_state() == "shutdown":
             self.firmware_restart()
         wait_until(lambda: s.moonraker.klippy_state() == "ready", 20.0, 0.1, "Klipper ready")
         s.moonraker.wait_component_ready(20.0)
         wait_until(lambda: self.device()["link"] == "connected", 15.0, 0.1, "link connected")
         wait_until(lambda: self.state()["up"], 10.0, 0.1, "device up")
+        if self.db:
+            self._heal_db_control()
+
+    def _heal_db_device(self, state: dict[str, Any]) -> None:
+        """The DragonBreath simulator's own pathologies off again."""
+        if state.get("stream_silent"):
+            self.control("silence_stream", seconds=0)
+        if state.get("phantom_streams"):
+            self.control("occupy_streams", n=0)
+        if state.get("inhibited"):  # a permanent inhibit clears only by a reboot
+            self.control("reboot", down=0.2)
+            wait_until(lambda: self.state()["up"], 10.0, 0.1, "device up after the reboot")
+
+    def _heal_db_control(self) -> None:
+        """A latched fault cleared as a user would; the lease timeout the component asks for."""
+        if self.state()["fault_latched"]:
+            self.clear_fault()
+            wait_until(lambda: not self.state()["fault_latched"], 5.0, 0.1, "fault cleared")
+        wait_until(lambda: self.state()["comms_ms"] == int(DB_LEASE_TIMEOUT * 1000), 35.0, 0.2,
+                   "the component's lease_timeout at the device")
 
     def firmware_restart(self) -> None:
         try:
@@ -528,13 +815,22 @@ class Harness:
         except (OSError, MoonrakerError):
             pass
 
-    def prepare(self, target: float) -> None:
-        """Healthy, Klipper's target set, the device in that state."""
+    def prepare(self, target: float, stream: bool = False) -> None:
+        """Healthy, Klipper's target set, the device in that state.
+
+        DragonBreath: heating means the component holds the lease; ``stream``
+        also waits for its event stream (after drops it is retried after up
+        to 30 s; the state is polled meanwhile).
+        """
         self.ensure_ready()
         self.set_target(target)
         self.s.wait_sim(desired(self.firmware, target), 10.0, f"device at target {target}")
         wait_until(lambda: self.device()["target"] == float(target), 5.0, 0.05,
                    "component to know the target")
+        if self.db and target > 0:
+            wait_until(lambda: self.device()["lease_owned"], 5.0, 0.05, "our lease")
+        if self.db and stream:
+            wait_until(lambda: self.device()["stream"] == "stream", 35.0, 0.1, "event stream")
         if self.ws:  # the WebSocket link's backoff resets after a 2 s connection
             self.note_link()
             time.sleep(max(0.0, self._steady_since + STEADY_S - time.monotonic()))
@@ -590,13 +886,21 @@ class Fault:
     also: tuple[tuple[str, str, Callable[[str], float | None]], ...] = ()
     #: needs the private /etc/hosts (mount namespace)
     needs_names: bool = False
+    #: DragonBreath's own run and expectation, where they differ (it arbitrates control)
+    db: Callable[[Harness], list[Rep]] | None = None
+    db_expect: str | None = None
 
     @property
     def rows(self) -> list[str]:
         return [self.name] + [name for name, _, _ in self.also]
 
-    def expect_for(self, row: str) -> str:
+    def runner(self, firmware: str) -> Callable[[Harness], list[Rep]]:
+        return self.db if firmware == DRAGONBREATH and self.db is not None else self.run
+
+    def expect_for(self, row: str, firmware: str = "") -> str:
         if row == self.name:
+            if firmware == DRAGONBREATH and self.db_expect is not None:
+                return self.db_expect
             return self.expect
         return next(e for n, e, _ in self.also if n == row)
 
@@ -738,10 +1042,9 @@ def _device_change(h: Harness, **button: Any) -> list[Rep]:
 
 def hostile(kind: str) -> Callable[[Harness], list[Rep]]:
     def run(h: Harness) -> list[Rep]:
-        h.prepare(TARGET)
+        h.prepare(TARGET, stream=h.db)  # DragonBreath: into its event stream
         before = h.device()
-        result = h.control("malformed", kind=kind)
-        if not result.get("sent"):
+        if not h.inject_hostile(kind):
             raise NotAvailable(f"malformed kind={kind} reached nothing on this path")
         time.sleep(0.3)
         t0 = time.monotonic()
@@ -784,6 +1087,10 @@ def run_moonraker_stop(h: Harness) -> list[Rep]:
     t0 = time.monotonic()
     h.s.moonraker.stop()
     seconds, state = h.wait_state(is_off(h.firmware), t0, 10.0)
+    if h.db and state is not None and state["fault_latched"]:
+        # A clean stop sends OFF (no lease left to expire): no fault.
+        return [h.outcome(0, seconds, state, 2.0, extra_ok=False,
+                          note=f"fault latched: {state['fault_reason']}")]
     return [h.outcome(0, seconds, state, 2.0)]
 
 
@@ -947,25 +1254,273 @@ def run_link_failure(h: Harness) -> list[Rep]:
     return [h.outcome(NEW_TARGET, seconds, state, 3.0)]
 
 
+# -- DragonBreath's own runs ----------------------------------------------------------------------
+
+
+def _lease(state: dict[str, Any] | None) -> tuple[Any, ...]:
+    lease = (state or {}).get("lease") or {}
+    return (lease.get("owner"), lease.get("kind"))
+
+
+def _append(rep: Rep, note: str) -> None:
+    rep.note = f"{rep.note}; {note}" if rep.note else note
+
+
+def run_db_connection_reset(h: Harness) -> list[Rep]:
+    """The event stream reset: the device heats on under the same lease, the stream comes back."""
+    h.prepare(TARGET, stream=True)
+    state0 = h.state()
+    opened, revision, lease = (state0["counters"].get("streams_opened", 0), state0["revision"],
+                               _lease(state0))
+    reconnects = h.device()["reconnects"]
+    t0 = time.monotonic()
+    if not h.control("drop_streams").get("dropped"):
+        raise NotAvailable("drop_streams reached no stream")
+    seconds, state = h.wait_both(
+        lambda s: heating(h.firmware, TARGET)(s)
+        and s["counters"].get("streams_opened", 0) > opened and s["streams"] >= 1,
+        lambda d: d["link"] == "connected" and d["stream"] == "stream", t0, 20.0)
+    rep = h.outcome(TARGET, seconds, state, DB_STREAM_RETRY_BOUND)
+    untouched = state is not None and state["revision"] == revision and _lease(state) == lease
+    if not untouched:
+        rep.ok = False
+        _append(rep, "the device was written (revision or lease changed)")
+    if h.device()["reconnects"] != reconnects:
+        rep.ok = False
+        _append(rep, "the session was restarted")
+    if rep.ok:
+        rep.ended = f"desired {TARGET}, same lease"
+    return [rep]
+
+
+def run_db_silent_stream(h: Harness) -> list[Rep]:
+    """A half-open event stream: the component notices, polls, and the device heats on."""
+    h.prepare(TARGET, stream=True)
+    reconnects = h.device()["reconnects"]
+    t0 = time.monotonic()
+    h.control("silence_stream", seconds=DB_SILENCE_S)
+    try:
+        seconds, state = h.wait_both(
+            heating(h.firmware, TARGET),
+            lambda d: d["link"] == "connected" and d["stream"] == "polling", t0, 15.0)
+        rep = h.outcome(TARGET, seconds, state, DB_STREAM_SILENCE + 1.0)
+        # Heating at T the whole silence, on the same session.
+        lost = None
+        while time.monotonic() - t0 < DB_SILENCE_S:
+            if not heating(h.firmware, TARGET)(h.state()):
+                lost = describe_state(h.firmware, h.state())
+                break
+            time.sleep(0.2)
+        if lost is not None or h.device()["reconnects"] != reconnects:
+            rep.ok = False
+            _append(rep, f"during the silence: {lost or 'the session was restarted'}")
+        elif rep.ok:
+            rep.ended = f"polling, desired {TARGET}"
+        return [rep]
+    finally:
+        h.control("silence_stream", seconds=0)
+
+
+def run_db_reboot(h: Harness) -> list[Rep]:
+    """Power cycle with the flash erased: DragonBreath boots off (new boot_id, revision 1, its
+    default 300 s comms_ms); the component must heat at T again under a new lease."""
+    h.prepare(TARGET)
+    state0 = h.state()
+    boots = state0["boot_count"]
+    t0 = time.monotonic()
+    try:
+        h.control("reboot", down=0.5, wipe=1)
+    except OSError:
+        pass  # the reboot resets every connection, the one asking for it too
+    seconds, state = h.wait_both(
+        lambda s: s["up"] and s["boot_count"] > boots and heating(h.firmware, TARGET)(s),
+        lambda d: d["link"] == "connected" and d["lease_owned"], t0, 12.0)
+    rep = h.outcome(TARGET, seconds, state, 5.0)
+    try:
+        wait_until(lambda: h.state()["comms_ms"] == int(DB_LEASE_TIMEOUT * 1000), 5.0, 0.1,
+                   "lease_timeout again")
+        _append(rep, f"comms_ms back to {DB_LEASE_TIMEOUT * 1000:.0f} after "
+                f"{time.monotonic() - t0:.1f} s")
+    except TimeoutError:
+        _append(rep, f"comms_ms still {h.state()['comms_ms']} 5 s after the boot "
+                "(the component re-sends lease_timeout at most every 30 s)")
+    return [rep]
+
+
+def run_db_client_cap(h: Harness) -> list[Rep]:
+    """Both event-stream slots held by others (503 busy): commands still reach the device."""
+    h.prepare(TARGET, stream=True)
+    refusals = h.device()["stream_refusals"]
+    t0 = time.monotonic()
+    h.control("occupy_streams", n=2)
+    try:
+        h.control("drop_streams")
+        h.set_target(NEW_TARGET)
+        seconds, state = h.wait_both(heating(h.firmware, NEW_TARGET),
+                                     lambda d: d["link"] == "connected", t0, 10.0)
+        try:  # the stream retry comes 1 ... 30 s after the drop
+            wait_until(lambda: h.device()["stream_refusals"] > refusals, 35.0, 0.2,
+                       "a 503 busy")
+            refused = True
+        except TimeoutError:
+            refused = False
+    finally:
+        h.control("occupy_streams", n=0)
+    return [h.outcome(NEW_TARGET, seconds, state, 2.0, extra_ok=refused,
+                      note="" if refused else "the component was never refused a stream")]
+
+
+def run_host_killed(h: Harness) -> list[Rep]:
+    """Moonraker SIGKILLed while heating: the device's own lease watchdog switches it off.
+
+    Then Moonraker is started again: the bridge shows the latched fault and
+    leaves it (the device latched it for a reason); the suite clears it as a
+    user would, and Klipper's target (still T) must be back at the device.
+    """
+    h.prepare(TARGET)
+    before = h.state()
+    comms_ms = before["comms_ms"]
+    left = (before.get("lease") or {}).get("expires_in")
+    m = h.s.moonraker
+    proc = m.proc
+    assert proc is not None
+    t0 = time.monotonic()
+    proc.kill()
+    proc.wait(5)
+    m.proc = None
+    seconds, state = h.wait_state(is_off(h.firmware), t0, comms_ms / 1000.0 + 10.0)
+    expired = state is not None and state["fault_latched"] and (
+        state["fault_reason"] == "controller lease expired" and state["source"] == "watchdog")
+    first = h.outcome(0, seconds, state, comms_ms / 1000.0 + 1.0, extra_ok=expired,
+                      note="" if expired or state is None else
+                      f"ended {describe_state(h.firmware, state)}")
+    if seconds is not None and left is not None:
+        # The watchdog's own lag: off this long after the lease ran out (it checks every 0.5 s).
+        _append(first, f"off {seconds - left:.1f} s after the {comms_ms / 1000:g} s lease ran out")
+    if first.ok:
+        first.ended = "OFF, lease expired"
+    # Moonraker back: the fault is shown and left alone until the user clears it.
+    m.extra_config = h.moonraker_config()
+    m.start()
+    notes = []
+    try:
+        m.wait_component_ready(20.0)
+        wait_until(lambda: h.device()["link"] == "connected" and h.device()["faults"], 10.0,
+                   0.1, "the fault in the bridge's status")
+        time.sleep(FAULT_HOLD_S)
+        state = h.state()
+        kept = state["fault_latched"] and is_off(h.firmware)(state)
+        if not kept:
+            notes.append(f"the latch did not stand: {describe_state(h.firmware, state)}")
+        if h.device()["target"] != TARGET:
+            notes.append(f"the component lost Klipper's target ({h.device()['target']})")
+    except (TimeoutError, ProcessError, OSError, MoonrakerError) as exc:
+        return [first, Rep("error", False, None, f"after the restart: {exc}"[:300])]
+    t1 = time.monotonic()
+    h.clear_fault()
+    seconds, state = h.wait_both(heating(h.firmware, TARGET),
+                                 lambda d: not d["faults"] and d["lease_owned"], t1, 10.0)
+    second = h.outcome(TARGET, seconds, state, 3.0, extra_ok=not notes, note="; ".join(notes))
+    if second.ok:
+        second.ended = f"fault kept; cleared: {TARGET}"
+    return [first, second]
+
+
+def _take_over(h: Harness, source: str, mode: str, other: float | None,
+               klipper_target: float, next_target: float) -> Rep:
+    h.prepare(klipper_target)
+    wall, t0 = time.time(), time.monotonic()
+    h.control("take_over", source=source, mode=mode,
+              **({} if other is None else {"target": other}))
+    theirs: Callable[[dict[str, Any]], bool] = is_off(h.firmware)
+    label = f"{source} {mode}"
+    if mode == "power_on":
+        theirs = lambda s: (  # noqa: E731
+            s["mode"] == "power_on" and s["requested_c"] == other
+            and (s.get("lease") or {}).get("kind") == source)
+        label = f"{source} {other:g}"
+    notes = []
+    shown, _ = h.wait_both(
+        theirs, lambda d: d["external_control"] == source and d["source"] == source
+        and not d["lease_owned"], t0, 5.0)
+    if shown is None:
+        notes.append(f"the take-over not shown in the status ({h.last_device})")
+    fought = None
+    while time.monotonic() - t0 < TAKEOVER_HOLD_S:
+        now = h.state()
+        if not theirs(now):
+            fought = describe_state(h.firmware, now)
+            break
+        time.sleep(0.1)
+    writes = [f["payload"].get("command") for f in host_writes(h.state(), wall)]
+    if fought is not None or writes:
+        notes.append(f"fought: device {fought or 'kept'}, commands {writes}")
+    t1 = time.monotonic()
+    h.set_target(next_target)
+    seconds, state = h.wait_both(heating(h.firmware, next_target),
+                                 lambda d: d["external_control"] is None and d["lease_owned"],
+                                 t1, 10.0)
+    rep = h.outcome(next_target, seconds, state, 2.0, extra_ok=not notes, note="; ".join(notes))
+    if rep.ok:
+        rep.ended = f"{label} kept {TAKEOVER_HOLD_S:g} s; {next_target:g}"
+    return rep
+
+
+def run_takeover(h: Harness) -> list[Rep]:
+    """Another controller acts while Klipper heats: its web page powers on at 38 (its own
+    lease), then a front-panel press switches off.  Each must stand; Klipper's next target
+    takes the device back."""
+    return [
+        _take_over(h, "web", "power_on", DB_OTHER_TARGET, TARGET, NEW_TARGET),
+        _take_over(h, "button", "off", None, TARGET, NEW_TARGET),
+    ]
+
+
+NOT_DB = "DragonBreath only"
+DB_ARBITRATES = ("DragonBreath arbitrates: a change at the device is another controller's "
+                 "decision and is not undone (the takeover-* rows check that)")
+DB_BOOTS_OFF = ("DragonBreath boots off by design (SSR off first, never resumes heat); its "
+                "reboot is the reboot-lost-settings row")
+DB_HOST_KILLED = "DragonBreath's lease watchdog: the host-killed rows"
+DB_NAMES = ("the DragonBreath session resolves the name once and keeps its address while the "
+            "device answers (a reboot shows as a new boot_id, not a reconnect)")
+NON_DB = (*STOCK_FIRMWARES, *MQTT_FIRMWARES)
+
+
 FAULTS: list[Fault] = [
-    Fault("connection-reset", f"desired {TARGET}", run_connection_reset, const(3.0),
-          {fw: NOT_MQTT_DROP for fw in MQTT_FIRMWARES}),
+    Fault("connection-reset", f"desired {TARGET}", run_connection_reset,
+          lambda fw: DB_STREAM_RETRY_BOUND if fw == DRAGONBREATH else 3.0,
+          {fw: NOT_MQTT_DROP for fw in MQTT_FIRMWARES}, db=run_db_connection_reset),
     Fault("silent-socket", f"desired {TARGET}", run_silent_socket,
-          lambda fw: MQTT_HANG_S + 5.0 if fw == "stock_mqtt" else 15.0,
-          {"esphome": ESPHOME_NO_SILENCE}),
-    Fault("reboot-saved-heat", "OFF", run_reboot_saved_heat, const(5.0)),
-    Fault("reboot-lost-settings", f"desired {TARGET}", run_reboot_lost_settings, const(5.0)),
+          lambda fw: {"stock_mqtt": MQTT_HANG_S + 5.0,
+                      DRAGONBREATH: DB_STREAM_SILENCE + 1.0}.get(fw, 15.0),
+          {"esphome": ESPHOME_NO_SILENCE}, db=run_db_silent_stream,
+          db_expect=f"polling, desired {TARGET}"),
+    Fault("reboot-saved-heat", "OFF", run_reboot_saved_heat, const(5.0),
+          {DRAGONBREATH: DB_BOOTS_OFF}),
+    Fault("reboot-lost-settings", f"desired {TARGET}", run_reboot_lost_settings, const(5.0),
+          db=run_db_reboot),
     Fault("device-change-off", f"desired {TARGET}",
-          lambda h: _device_change(h, work_on=0), change_bound),
+          lambda h: _device_change(h, work_on=0), change_bound, {DRAGONBREATH: DB_ARBITRATES}),
     Fault("device-change-target", f"desired {TARGET}",
-          lambda h: _device_change(h, set_temp=38), change_bound),
+          lambda h: _device_change(h, set_temp=38), change_bound,
+          {DRAGONBREATH: DB_ARBITRATES}),
+    Fault("takeover-web", f"web's {DB_OTHER_TARGET} kept; then {NEW_TARGET}", run_takeover,
+          const(2.0), {fw: NOT_DB + " (the device-change-* rows: the bridge restores)"
+                       for fw in NON_DB},
+          also=(("takeover-button", f"button off kept; then {NEW_TARGET}", const(2.0)),)),
     *[Fault(f"hostile-{kind}", "OFF", hostile(kind), const(2.0)) for kind in HOSTILE_KINDS],
     Fault("broker-restart", f"desired {TARGET}", run_broker_restart, const(8.0),
-          {fw: NO_BROKER for fw in STOCK_FIRMWARES}),
+          {**{fw: NO_BROKER for fw in STOCK_FIRMWARES},
+           DRAGONBREATH: "no broker on the HTTP path"}),
     Fault("moonraker-stop", "OFF", run_moonraker_stop, const(2.0)),
     Fault("moonraker-kill", "stock: heats on; esphome: OFF", run_moonraker_kill,
-          lambda fw: 2.0 if fw == "esphome" else None,
+          lambda fw: 2.0 if fw == "esphome" else None, {DRAGONBREATH: DB_HOST_KILLED},
           also=(("moonraker-kill-restart", f"desired {TARGET}", const(15.0)),)),
+    Fault("host-killed", "OFF by its lease watchdog", run_host_killed,
+          const(DB_LEASE_TIMEOUT + 1.0),
+          {fw: NOT_DB + " (no host lease: the moonraker-kill rows)" for fw in NON_DB},
+          also=(("host-killed-restart", f"fault kept; cleared: {TARGET}", const(3.0)),)),
     Fault("klippy-shutdown", "OFF", run_klippy_shutdown, const(2.0)),
     Fault("klippy-restart", "OFF, then new target", klippy_restart("RESTART"), const(3.0)),
     Fault("klippy-firmware-restart", "OFF, then new target", klippy_restart("FIRMWARE_RESTART"),
@@ -973,12 +1528,13 @@ FAULTS: list[Fault] = [
     Fault("klippy-kill", "OFF, then new target", run_klippy_kill, const(2.0)),
     Fault("name-resolution", f"desired {NEW_TARGET}", run_name_resolution,
           const(RECONNECT_MAX_DELAY + 2.0),
-          {fw: "MQTT paths reach the device through the broker, not by its name"
-           for fw in MQTT_FIRMWARES}, needs_names=True),
+          {**{fw: "MQTT paths reach the device through the broker, not by its name"
+              for fw in MQTT_FIRMWARES}, DRAGONBREATH: DB_NAMES}, needs_names=True),
     Fault("client-cap", f"desired {NEW_TARGET}", run_client_cap,
-          const(OCCUPY_S + RECONNECT_MAX_DELAY + 1.0),
+          lambda fw: 2.0 if fw == DRAGONBREATH else OCCUPY_S + RECONNECT_MAX_DELAY + 1.0,
           {"esphome": "ESPHome has no WebSocket server",
-           "stock_mqtt": "the component does not open the WebSocket on this path"}),
+           "stock_mqtt": "the component does not open the WebSocket on this path"},
+          db=run_db_client_cap),
     Fault("link-failure", f"desired {NEW_TARGET}", run_link_failure, const(3.0)),
 ]
 FAULTS_BY_NAME = {f.name: f for f in FAULTS}
@@ -991,7 +1547,7 @@ def run_fault(
 ) -> list[Row]:
     """All repetitions of one fault on one path; one Row per reported row."""
     fw = h.firmware
-    rows = [Row(r, fw, fault.expect_for(r), fault.bound_for(r, fw), "pending")
+    rows = [Row(r, fw, fault.expect_for(r, fw), fault.bound_for(r, fw), "pending")
             for r in fault.rows]
     if fw in fault.not_on:
         for row in rows:
@@ -1010,7 +1566,7 @@ def run_fault(
             continue
         mark = h.logs.mark()
         try:
-            reps = fault.run(h)
+            reps = fault.runner(fw)(h)
         except NotAvailable as exc:
             for row in rows:
                 row.status, row.reason, row.reps = "not available", str(exc), []
