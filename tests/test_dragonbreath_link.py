@@ -359,6 +359,28 @@ async def test_lease_timeout_sets_comms_ms(make_sim, start_link):
         DragonBreathLink(RecordingListener(), "x", "127.0.0.1", lease_timeout=5)
 
 
+async def test_lease_timeout_is_applied_again_at_once_after_a_wiping_reboot(
+    make_sim, start_link
+):
+    sim = await dragon(make_sim, comms_ms=300000)
+    link = await start_link(sim, lease_timeout=12)
+    await eventually(lambda: sim.state()["comms_ms"] == 12000, what="comms_ms set")
+    sim.control("reboot", {"down": "0.2", "wipe": "1"})  # back at its 300 s default
+    await eventually(lambda: link.reboots_seen == 1, timeout=5, what="the reboot seen")
+    # Not after the 30 s settings retry pause: the watchdog must be short again.
+    await eventually(lambda: sim.state()["comms_ms"] == 12000, timeout=3,
+                     what="comms_ms set again")
+
+
+async def test_over_long_events_are_counted_while_the_stream_stays_open(make_sim, start_link):
+    sim = await dragon(make_sim)
+    link = await start_link(sim)
+    await eventually(lambda: link.describe()["stream"] == "stream", what="streaming")
+    sim.control("malformed", {"kind": "oversize"})  # 64 KiB: beyond the line limit
+    await eventually(lambda: link.frames_dropped == 1, timeout=3, what="counted at once")
+    assert link.describe()["stream"] == "stream" and link.state == LINK_CONNECTED
+
+
 async def test_drying(make_sim, start_link):
     sim = await dragon(make_sim, time_scale=60)
     link = await start_link(sim)

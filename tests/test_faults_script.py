@@ -20,9 +20,7 @@ from testbed import ROOT
 from testbed.faultsuite import (
     DB_TOKEN,
     FAULTS_BY_NAME,
-    HOSTILE_KINDS,
     LogWatch,
-    db_hostile_events,
 )
 
 
@@ -43,22 +41,6 @@ def test_quick_subset_covers_every_fault_kind() -> None:
     # DragonBreath's own risks run in CI: the lease watchdog and other controllers.
     assert {"host-killed", "host-killed-restart", "takeover-web", "takeover-button",
             "connection-reset"} <= {row for row, fw in quick_rows() if fw == "dragonbreath"}
-
-
-def test_dragonbreath_hostile_events_are_single_sse_lines() -> None:
-    state = {"api_version": 2, "state_revision": 7, "mode": "power_on", "source": "klipper",
-             "target": {"requested_c": 45, "effective_c": 45},
-             "sensors": {"chamber": {"temperature_c": 30.5, "status": "ok"}},
-             "control": {"lease": {"active": True, "owner": "moonraker-abc",
-                                   "expires_in_ms": 9000}},
-             "safety": {"fault_latched": False, "reason": None}}
-    for kind in HOSTILE_KINDS:
-        events = db_hostile_events(kind, state)
-        assert events, kind
-        for data in events:
-            # One data: line each; the stream's framing is left intact.
-            assert b"\n" not in data and b"\r" not in data, kind
-            assert data != json.dumps(state).encode(), kind
 
 
 def test_log_scan_finds_secrets_raw_frames_and_shutdowns(tmp_path: Path) -> None:

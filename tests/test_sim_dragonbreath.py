@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sim_fixtures
 from panda_breath import dragonbreath as db
+from pbsim.hostile import KINDS
 from sim_fixtures import eventually
 from testbed.sim import SimProcess
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -296,6 +297,28 @@ async def test_occupied_silenced_and_dropped_streams(make_sim):
     await eventually(lambda: len(stream.events) > count, what="events after the silence")
     assert sim.control("drop_streams")["dropped"] == 1
     await eventually(lambda: stream.closed, what="dropped stream")
+
+
+async def test_hostile_events_keep_the_streams_framing(make_sim):
+    sim = await dragon(make_sim, frame_interval=0.2)
+    stream = await Stream().open(sim)
+    stream.parser = db.SseParser(max_line=4 << 20, max_event=4 << 20)  # see them all
+    await eventually(lambda: len(stream.events) >= 1, what="the first event")
+    for kind in KINDS:
+        before = len(stream.events)
+        sent = sim.control("malformed", {"kind": kind})["sent"]
+        assert sent >= 1, kind
+        wanted = before + sent
+        await eventually(lambda w=wanted: len(stream.events) >= w, what=kind)
+        hostile = [e.data for e in stream.events[before:wanted]]
+        assert all(e.event == "telemetry" for e in stream.events[before:]), kind
+        assert all(data != json.dumps(sim.device.state_json()) for data in hostile), kind
+    # Still one stream, framed as before: the next telemetry event is a state.
+    count = len(stream.events)
+    await eventually(lambda: len(stream.events) > count, what="normal telemetry")
+    assert json.loads(stream.events[-1].data)["api_version"] == 2
+    assert sim.state()["counters"]["hostile_count"] >= len(KINDS)
+    stream.close()
 
 
 async def test_other_controllers_take_over(make_sim):

@@ -328,7 +328,8 @@ class DragonBreathLink(DeviceLink):
         client = self._stream_http
         assert client is not None
         parser = db.SseParser()
-        status: dict[str, Any] = {"code": None, "events": False, "error_body": bytearray()}
+        status: dict[str, Any] = {"code": None, "events": False, "error_body": bytearray(),
+                                  "dropped": 0}
         self._stream_abandoned = False
         started = time.monotonic()
         self._stream_last = started
@@ -356,6 +357,11 @@ class DragonBreathLink(DeviceLink):
             for event in parser.feed(chunk):
                 status["events"] = True
                 self._on_event(event)
+            if parser.events_dropped != status["dropped"]:
+                # Counted as they happen: the stream may stay open for hours.
+                self.frames_dropped += parser.events_dropped - status["dropped"]
+                status["dropped"] = parser.events_dropped
+                self._log_limited("dropped %d over-long stream line(s)" % parser.lines_dropped)
 
         request = HTTPRequest(
             self._base + db.PATH_EVENTS,
@@ -389,8 +395,8 @@ class DragonBreathLink(DeviceLink):
         except Exception as exc:  # noqa: BLE001 - a failed stream is retried later
             outcome = "failed: %s" % self._describe_exc(exc)
         lasted = time.monotonic() - started
-        if parser.lines_dropped or parser.events_dropped:
-            self.frames_dropped += parser.events_dropped
+        if parser.events_dropped != status["dropped"]:
+            self.frames_dropped += parser.events_dropped - status["dropped"]
             self._log_limited("dropped %d over-long stream line(s)" % parser.lines_dropped)
         code = status["code"] if status["code"] is not None else (
             response.code if response is not None else None)
@@ -520,6 +526,10 @@ class DragonBreathLink(DeviceLink):
         self.revision = None
         self._off_acked_revision = None
         self._drop_lease(None)  # a reboot ends every lease; not a loss to report
+        # A reboot may have lost lease_timeout (the device's comms_ms): apply
+        # it again at once, not after the retry pause; until then the
+        # device's watchdog runs on its own (longer) default.
+        self._settings_sent_at = -SETTINGS_RETRY_S
         logging.info("panda_breath [%s]: the device rebooted (new boot id)", self.name)
         # The controller resends the desired state once it has this snapshot.
         self.listener.on_link_up()

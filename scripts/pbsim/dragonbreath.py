@@ -45,6 +45,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, fields
 from typing import Any
 
+from pbsim import hostile
 from pbsim.device import DeviceCore, Flash
 from pbsim.faults import optional_bool, optional_float, parse_bool
 from pbsim.http_server import EventStream, HttpRequest, HttpResponse, HttpServer, StreamResponse
@@ -83,6 +84,8 @@ FAULTS: dict[str, tuple[str, bool]] = {
     "nvs_unreadable": ("persisted fault state unreadable", True),
 }
 
+#: Kept by hostile events where the kind allows: the client checks it first.
+HOSTILE_KEEP = ("api_version",)
 
 @dataclass
 class DragonBreathOptions:
@@ -657,6 +660,30 @@ class DragonBreathSimulator(Simulator):
         self.journal.count("%s_events_sent" % event, sent)
         return sent
 
+    def send_malformed(self, kind: str, count: int = 1, size: int | None = None,
+                       depth: int = hostile.DEFAULT_DEPTH) -> int:
+        """Hostile ``telemetry`` events (``pbsim.hostile`` kinds) on every open stream.
+
+        Built from the real state snapshot, one ``data:`` line each, so the
+        stream's framing holds and the client meets them in its decoder.
+        Returns the events sent.
+        """
+        snapshot = self.device.state_json()
+        sent = 0
+        for each in hostile.kinds(kind):
+            if size is not None:
+                pad = size
+            else:
+                pad = hostile.GIANT_WS_BYTES if each == "giant" else hostile.OVERSIZE_BYTES
+            payloads = hostile.nested_payloads(each, snapshot, HOSTILE_KEEP, pad, depth)
+            for _ in range(max(1, count)):
+                for payload in payloads:
+                    for stream in list(self.streams.values()):
+                        if stream.send("telemetry", payload):
+                            sent += 1
+                            self.journal.count("hostile_count")
+        return sent
+
     def _revision_changed(self) -> None:
         self._broadcast("state")
 
@@ -991,6 +1018,14 @@ class DragonBreathSimulator(Simulator):
                                   optional_float(p, "ambient"))
         elif action == "time_scale":
             self.set_time_scale(float(p["value"]))
+        elif action == "malformed":
+            size = optional_float(p, "size")
+            result["sent"] = self.send_malformed(
+                p.get("kind", "json"), int(p.get("count", 1)),
+                None if size is None else int(size),
+                int(p.get("depth", hostile.DEFAULT_DEPTH)),
+            )
+            result["hostile_count"] = self.journal.counters["hostile_count"]
         elif action == "state":
             result["state"] = self.state()
         else:

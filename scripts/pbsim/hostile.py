@@ -15,13 +15,15 @@ A bridge must survive whatever a broken or spoofed device sends and still obey
 - ``giant``       a valid payload padded beyond a client's transport limit
 
 The JSON personalities (stock WebSocket, v1.0.4 MQTT state) share
-:func:`json_payloads`; ESPHome's plain-text topics build theirs in ``pbsim.esphome``.
+:func:`json_payloads`; DragonBreath's nested state snapshot gets
+:func:`nested_payloads`; ESPHome's plain-text topics build theirs in ``pbsim.esphome``.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 LEGACY_KINDS = ("json", "types", "oversize", "binary")
@@ -120,3 +122,63 @@ def unicode_object(first: str, numeric: list[str]) -> str:
     for i, key in enumerate(numeric):
         members.append(f'"{key}":"{STRANGE_VALUES[i % len(STRANGE_VALUES)]}"')
     return "{" + ",".join(members) + "}"
+
+
+def _map_leaves(value: Any, change: Callable[[str, Any], Any], key: str = "") -> Any:
+    """``value`` with every leaf replaced by ``change(its key, leaf)``."""
+    if isinstance(value, dict):
+        return {k: _map_leaves(v, change, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_map_leaves(v, change, key) for v in value]
+    return change(key, value)
+
+
+def nested_payloads(
+    kind: str, snapshot: dict[str, Any], keep: tuple[str, ...], size: int, depth: int
+) -> list[str | bytes]:
+    """Hostile variants of a nested JSON snapshot, each one line (an SSE ``data:`` line).
+
+    Keys in ``keep`` (e.g. ``api_version``) keep their value where the kind
+    allows, so a decoder gets past its first check and meets the rest.
+    """
+    def numbers(values: tuple[Any, ...]) -> str:
+        cycle = iter(range(1 << 30))
+
+        def change(key: str, value: Any) -> Any:
+            if key in keep or not is_number(value):
+                return value
+            return values[next(cycle) % len(values)]
+
+        return json.dumps(_map_leaves(snapshot, change))
+
+    text = json.dumps(snapshot, separators=(",", ":"))
+    first = keep[0] if keep else "state"
+    if kind == "json":
+        return [text[: len(text) // 2]]
+    if kind == "types":
+        return [numbers(WRONG_TYPES)]
+    if kind in ("oversize", "giant"):
+        return [padded(lambda body: body, snapshot, size)]
+    if kind == "binary":
+        return [BINARY]
+    if kind == "deep":
+        return ["{" + ",".join(f"{json.dumps(k)}:{json.dumps(snapshot.get(k))}" for k in keep)
+                + ("," if keep else "") + json.dumps(first + "_nested") + ":"
+                + "[" * depth + "]" * depth + "}"]
+    if kind == "huge_number":
+        return [numbers((HUGE_NUMBER,))]
+    if kind == "nonfinite":  # one payload per literal, so every field sees each of them
+        return [numbers((literal,)) for literal in NONFINITE]
+    if kind == "unicode":
+        strange = iter(range(1 << 30))
+
+        def odd(key: str, value: Any) -> Any:
+            if key in keep or value is None or isinstance(value, bool):
+                return value
+            return STRANGE_VALUES[next(strange) % len(STRANGE_VALUES)]
+
+        body = json.dumps(_map_leaves(snapshot, odd), ensure_ascii=False)
+        return ['{"\\ud800":"\\udfff","mode\\u0000":"\\u0000",' + body[1:]]
+    if kind == "wrong_root":
+        return [json.dumps(root) for root in ([snapshot], 42, "40", None, True)]
+    raise ValueError(f"unknown malformed kind {kind!r}")

@@ -97,14 +97,15 @@ class EventStream:
         self.closed = asyncio.Event()
         self.events_sent = 0
 
-    def send(self, event: str, data: str, event_id: str | int | None = None) -> bool:
+    def send(self, event: str, data: str | bytes, event_id: str | int | None = None) -> bool:
+        """``data`` as one ``data:`` line (bytes: as they are, for hostile events)."""
         if self.closed.is_set() or self._writer.is_closing():
             return False
-        text = "event: %s\n" % event
+        head = "event: %s\n" % event
         if event_id is not None:
-            text += "id: %s\n" % event_id
-        text += "data: %s\n\n" % data
-        payload = text.encode("utf-8")
+            head += "id: %s\n" % event_id
+        body = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+        payload = head.encode("utf-8") + b"data: " + body + b"\n\n"
         try:
             self._writer.write(b"%x\r\n" % len(payload) + payload + b"\r\n")
         except Exception:  # noqa: BLE001 - a broken peer is just gone

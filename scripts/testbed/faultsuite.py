@@ -18,15 +18,14 @@ reason, a simulator or component feature that is missing is ``not available``
 stock firmware's lack of a watchdog is ``documented``, never a pass.
 
 DragonBreath decides itself who controls it (a host lease, other controllers,
-latched faults), so several rows have their own run there (``Fault.db``), and
-the harness puts an :class:`EventTap` between the component and the simulator
-to slip hostile events into the device's event stream.  A latched fault is
+latched faults), so several rows have their own run there (``Fault.db``); its
+hostile rows use the simulator's ``malformed`` action on the event stream, as
+on the other paths.  A latched fault is
 cleared only the way a user would: ``POST /server/panda_breath/clear_fault``.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import random
@@ -36,16 +35,14 @@ import statistics
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pbsim.hostile import BINARY, HUGE_NUMBER, NONFINITE, STRANGE_VALUES, WRONG_TYPES
 from pbsim.secrets import SECRET_AP_PASSWORD, SECRET_WIFI_PASSWORD, SECRET_WIFI_SSID
 
-from testbed import ProcessError, free_port, wait_until
+from testbed import ProcessError, wait_until
 from testbed.configs import panda_section
 from testbed.moonraker import MoonrakerError
 from testbed.stack import (
@@ -375,174 +372,6 @@ class HostsFile:
 # -- DragonBreath: hostile events in the device's own stream --------------------------------
 
 
-class EventTap:
-    """A TCP relay in front of the DragonBreath simulator that slips events into its streams.
-
-    The DragonBreath personality has no hostile-frame action, so the suite adds
-    one where the component cannot tell the difference: between two chunks of
-    the device's own ``text/event-stream`` response (the simulator sends one
-    chunk per event).  Everything else is copied byte for byte; a connection
-    the simulator resets (a reboot, a refusal) is reset to the client, and one
-    the client closes is closed to the simulator (which frees its stream slot).
-    It runs its own event loop in a thread.
-    """
-
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="event-tap",
-                                        daemon=True)
-        self._server: asyncio.AbstractServer | None = None
-        self._clients: set[asyncio.StreamWriter] = set()
-        self._streams: set[asyncio.StreamWriter] = set()
-
-    def start(self) -> EventTap:
-        self._thread.start()
-        self._server = self._call(asyncio.start_server(self._handle, "127.0.0.1", self.port))
-        return self
-
-    def stop(self) -> None:
-        if not self._thread.is_alive():
-            return
-
-        async def close() -> None:
-            if self._server is not None:
-                self._server.close()
-            for writer in list(self._clients):
-                writer.transport.abort()
-
-        try:
-            self._call(close())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
-
-    def _call(self, coro: Any) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(10)
-
-    def inject(self, texts: list[bytes], event: str = "telemetry") -> int:
-        """Send each text as one event's ``data:`` line on every open stream; how many streams."""
-        async def send() -> int:
-            reached = 0
-            for writer in list(self._streams):
-                if writer.is_closing():
-                    continue
-                for text in texts:
-                    payload = b"event: %s\ndata: %s\n\n" % (event.encode(), text)
-                    writer.write(b"%x\r\n" % len(payload) + payload + b"\r\n")
-                reached += 1
-            return reached
-
-        return int(self._call(send()))
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._clients.add(writer)
-        upload: asyncio.Future[None] | None = None
-        up_writer: asyncio.StreamWriter | None = None
-        try:
-            try:
-                up_reader, up_writer = await asyncio.open_connection("127.0.0.1",
-                                                                     self.upstream_port)
-            except OSError:
-                writer.transport.abort()
-                return
-            upload = asyncio.ensure_future(self._pipe(reader, up_writer))
-            try:
-                head = await up_reader.readuntil(b"\r\n\r\n")
-                writer.write(head)
-                lower = head.lower()
-                if b"text/event-stream" in lower and b"chunked" in lower:
-                    self._streams.add(writer)
-                    while True:
-                        size_line = await up_reader.readuntil(b"\r\n")
-                        size = int(size_line.strip() or b"0", 16)
-                        writer.write(size_line + await up_reader.readexactly(size + 2))
-                        await writer.drain()
-                        if size == 0:
-                            break
-                else:
-                    while chunk := await up_reader.read(65536):
-                        writer.write(chunk)
-                        await writer.drain()
-                writer.close()  # the device closed in order
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-                    OSError):
-                writer.transport.abort()  # reset, or cut mid-response
-        finally:
-            self._clients.discard(writer)
-            self._streams.discard(writer)
-            if upload is not None:
-                upload.cancel()
-            if up_writer is not None:
-                up_writer.transport.abort()
-
-    @staticmethod
-    async def _pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        try:
-            while chunk := await src.read(65536):
-                dst.write(chunk)
-                await dst.drain()
-        except OSError:
-            pass
-        dst.transport.abort()  # the client went away: so does the device's side
-
-
-def _map_leaves(value: Any, change: Callable[[str, Any], Any], key: str = "") -> Any:
-    if isinstance(value, dict):
-        return {k: _map_leaves(v, change, k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_map_leaves(v, change, key) for v in value]
-    return change(key, value)
-
-
-def db_hostile_events(kind: str, state: dict[str, Any]) -> list[bytes]:
-    """Hostile ``data:`` lines for a DragonBreath event, built from a real state snapshot.
-
-    The kinds of ``pbsim.hostile``; ``api_version`` stays 2 where the kind
-    allows, so the decoder goes past its first check and meets the rest.
-    """
-    def numbers(values: tuple[Any, ...]) -> bytes:
-        cycle = iter(range(1 << 30))
-
-        def change(key: str, value: Any) -> Any:
-            if key == "api_version" or not isinstance(value, (int, float)):
-                return value
-            return values[next(cycle) % len(values)]
-
-        return json.dumps(_map_leaves(state, change)).encode()
-
-    text = json.dumps(state, separators=(",", ":"))
-    if kind == "json":
-        return [text[: len(text) // 2].encode()]
-    if kind == "types":
-        return [numbers(WRONG_TYPES)]
-    if kind in ("oversize", "giant"):
-        size = 64 * 1024 if kind == "oversize" else 2 << 20
-        return [json.dumps({**state, "padding": "x" * size}, separators=(",", ":")).encode()]
-    if kind == "binary":
-        return [BINARY]
-    if kind == "deep":
-        return [b'{"api_version":2,"state_revision":' + b"[" * 5000 + b"]" * 5000 + b"}"]
-    if kind == "huge_number":
-        return [numbers((HUGE_NUMBER,))]
-    if kind == "nonfinite":
-        return [numbers((literal,)) for literal in NONFINITE]
-    if kind == "unicode":
-        strange = iter(range(1 << 30))
-
-        def change(key: str, value: Any) -> Any:
-            if key == "api_version" or value is None or isinstance(value, bool):
-                return value
-            return STRANGE_VALUES[next(strange) % len(STRANGE_VALUES)]
-
-        body = json.dumps(_map_leaves(state, change), ensure_ascii=False)
-        return [('{"\\ud800":"\\udfff","mode\\u0000":"\\u0000",' + body[1:]).encode()]
-    if kind == "wrong_root":
-        return [json.dumps(root).encode() for root in ([state], 42, "40", None, True)]
-    raise NotAvailable(f"no DragonBreath event for hostile kind {kind!r}")
-
-
 # -- the per-firmware harness ---------------------------------------------------------------------
 
 
@@ -562,7 +391,6 @@ class Harness:
         self.host_name: str | None = None  # None: the simulator's IP address
         self.starts = 0
         #: DragonBreath: the relay the component reaches the simulator through.
-        self.tap: EventTap | None = None
         self._link_seen: tuple[int, int, int] | None = None
         self._steady_since = 0.0
         #: The component's status at the last poll of wait_both (for notes on a miss).
@@ -601,43 +429,27 @@ class Harness:
                 self.firmware, **self.panda_options()
             )
         if self.db:
-            assert self.tap is not None
-            return panda_section(self.tap.port, firmware=DRAGONBREATH, **self.panda_options())
+            return panda_section(self.s.sim.port, firmware=DRAGONBREATH, **self.panda_options())
         return panda_section(self.s.sim.port, **self.panda_options())
 
     def start(self) -> None:
         self.starts += 1
         run = self.workdir / f"{self.firmware}-{self.starts}"
         sim_args: tuple[str, ...] = ()
-        sim_port = device_port = None
         if self.firmware == "esphome":
             sim_args = ESPHOME_WATCHDOG_ARGS
         if self.db:
             sim_args = ("--db-token", DB_TOKEN)
-            sim_port = free_port()
-            self.tap = EventTap(sim_port).start()
-            device_port = self.tap.port
-        try:
-            self.stack = start_stack(
-                run, self.firmware, time_scale=self.time_scale, sim_args=sim_args,
-                sim_port=sim_port, device_port=device_port,
-                panda_options=self.panda_options(), moonraker_debug=True,
-            )
-        except BaseException:
-            self._stop_tap()
-            raise
+        self.stack = start_stack(
+            run, self.firmware, time_scale=self.time_scale, sim_args=sim_args,
+            panda_options=self.panda_options(), moonraker_debug=True,
+        )
         self.logs = LogWatch(self.stack)
 
     def stop(self) -> None:
         if self.stack is not None:
             self.stack.stop()
             self.stack = None
-        self._stop_tap()
-
-    def _stop_tap(self) -> None:
-        if self.tap is not None:
-            self.tap.stop()
-            self.tap = None
 
     # -- helpers --------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
@@ -661,11 +473,6 @@ class Harness:
 
     def inject_hostile(self, kind: str) -> int:
         """Hostile device->client payloads of ``kind``; how many reached a client."""
-        if self.db:
-            assert self.tap is not None
-            state = json.loads(urllib.request.urlopen(
-                f"{self.s.sim.base_url}/api/v2/state", timeout=2.0).read())
-            return self.tap.inject(db_hostile_events(kind, state))
         result = self.control("malformed", kind=kind)
         return int(bool(result.get("sent")))
 

@@ -119,7 +119,6 @@ def start_stack(
     heater_setup: str = "default",
     heater: str = "chamber",
     printer_data: bool = False,
-    device_port: int | None = None,
     stack_class: type[S] = Stack,  # type: ignore[assignment]
 ) -> S:
     """Start every part and return once Klipper's heater has its first reading.
@@ -129,9 +128,7 @@ def start_stack(
     stopped before the error propagates.  ``printer_data=True`` lays the parts
     out as on a printer (``testbed.printer_data``: WORKDIR/printer_data, the
     usual macros), so Moonraker and the UIs raise no path or configuration
-    warnings; the demo runs that way.  ``device_port`` is the port the component
-    is given instead of the simulator's (a relay in front of it, as the fault
-    suite's DragonBreath event tap); WebSocket and DragonBreath paths only.
+    warnings; the demo runs that way.
     """
     if firmware not in FIRMWARES:
         raise ValueError(f"firmware must be one of {', '.join(FIRMWARES)}")
@@ -174,10 +171,9 @@ def start_stack(
         if broker is not None:
             panda = mqtt_section(broker.port) + panda_mqtt_section(firmware, **panda_options)
         elif firmware == "dragonbreath":
-            panda = panda_section(device_port or sim.port, firmware="dragonbreath",
-                                  **panda_options)
+            panda = panda_section(sim.port, firmware="dragonbreath", **panda_options)
         else:
-            panda = panda_section(device_port or sim.port, **panda_options)
+            panda = panda_section(sim.port, **panda_options)
         moonraker = Moonraker(
             workdir / "moonraker", klippy.socket_path,
             extra_config=panda + extra_moonraker_config,
