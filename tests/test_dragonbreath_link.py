@@ -301,7 +301,9 @@ async def test_revision_conflict_is_reread_and_decided(make_sim, start_link):
     await eventually(lambda: heating_under(link, 45)(sim), timeout=5,
                      what="power_on with the re-read revision")
     sim.control("slow", {"seconds": "0"})
-    assert link.revision_conflicts == 1 and link.leases_acquired == 1
+    # The device holds our lease before its (slowed) answer reaches the link.
+    await eventually(lambda: link.leases_acquired == 1, timeout=3, what="the lease taken")
+    assert link.revision_conflicts == 1
     conflicts = sim.state()["counters"]["error_revision_conflict"]
     assert conflicts == 1  # decided once on fresh state, never retried blind
 

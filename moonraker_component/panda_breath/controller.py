@@ -492,10 +492,12 @@ class DeviceController:
         ``work_on``, and HelixScreen reads its badge only from a status
         frame that carries both.
         """
-        if self.drying is not None:
-            return WORK_MODE_DRYING
+        # What the device reports first: a mode asked for but not yet taken
+        # stays 0, and changes together with work_on when the device takes it.
         if not self.is_device_heating():
             return WORK_MODE_IDLE
+        if self.drying is not None:
+            return WORK_MODE_DRYING
         if self.external_control is not None or self.mode == MODE_AUTO:
             return WORK_MODE_DEVICE
         if self.effective_target() == 0:

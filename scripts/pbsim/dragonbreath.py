@@ -1019,13 +1019,7 @@ class DragonBreathSimulator(Simulator):
         elif action == "time_scale":
             self.set_time_scale(float(p["value"]))
         elif action == "malformed":
-            size = optional_float(p, "size")
-            result["sent"] = self.send_malformed(
-                p.get("kind", "json"), int(p.get("count", 1)),
-                None if size is None else int(size),
-                int(p.get("depth", hostile.DEFAULT_DEPTH)),
-            )
-            result["hostile_count"] = self.journal.counters["hostile_count"]
+            result.update(self._control_malformed(p))
         elif action == "state":
             result["state"] = self.state()
         else:

@@ -693,13 +693,7 @@ class Simulator:
                 optional_float(p, "down"), bool(optional_bool(p, "wipe")), **overrides
             )
         elif action == "malformed":
-            size = optional_float(p, "size")
-            result["sent"] = self.send_malformed(
-                p.get("kind", "json"), int(p.get("count", 1)),
-                None if size is None else int(size),
-                int(p.get("depth", hostile.DEFAULT_DEPTH)),
-            )
-            result["hostile_count"] = self.journal.counters["hostile_count"]
+            result.update(self._control_malformed(p))
         elif action == "occupy":
             clients = optional_float(p, "clients")
             result["clients"] = self.occupy(
@@ -740,6 +734,16 @@ class Simulator:
         else:
             raise KeyError(f"unknown action {action!r}")
         return result
+
+    def _control_malformed(self, p: dict[str, Any]) -> dict[str, Any]:
+        """The ``malformed`` action's parameters, for every personality's send_malformed."""
+        size = optional_float(p, "size")
+        sent = self.send_malformed(
+            p.get("kind", "json"), int(p.get("count", 1)),
+            None if size is None else int(size),
+            int(p.get("depth", hostile.DEFAULT_DEPTH)),
+        )
+        return {"sent": sent, "hostile_count": self.journal.counters["hostile_count"]}
 
     def _http_control(self, query: dict[str, str]) -> tuple[int, Any]:
         action = query.pop("action", "")

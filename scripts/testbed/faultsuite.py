@@ -901,8 +901,8 @@ def run_moonraker_stop(h: Harness) -> list[Rep]:
     return [h.outcome(0, seconds, state, 2.0)]
 
 
-def run_moonraker_kill(h: Harness) -> list[Rep]:
-    h.prepare(TARGET)
+def kill_moonraker(h: Harness) -> float:
+    """SIGKILL Moonraker (the host dies as far as the device can tell); when it was."""
     m = h.s.moonraker
     proc = m.proc
     assert proc is not None
@@ -910,6 +910,12 @@ def run_moonraker_kill(h: Harness) -> list[Rep]:
     proc.kill()
     proc.wait(5)
     m.proc = None
+    return t0
+
+
+def run_moonraker_kill(h: Harness) -> list[Rep]:
+    h.prepare(TARGET)
+    t0 = kill_moonraker(h)
     if h.firmware == "esphome":
         seconds, state = h.wait_state(is_off(h.firmware), t0, 10.0)
         first = h.outcome(0, seconds, state, 2.0)
@@ -926,6 +932,7 @@ def run_moonraker_kill(h: Harness) -> list[Rep]:
             first = Rep(describe_state(h.firmware, state), False, None,
                         "stock firmware was expected to heat on")
     restarted_wall, t1 = time.time(), time.monotonic()
+    m = h.s.moonraker
     m.extra_config = h.moonraker_config()
     m.start()
     seconds, state = h.wait_both(
@@ -1188,13 +1195,7 @@ def run_host_killed(h: Harness) -> list[Rep]:
     before = h.state()
     comms_ms = before["comms_ms"]
     left = (before.get("lease") or {}).get("expires_in")
-    m = h.s.moonraker
-    proc = m.proc
-    assert proc is not None
-    t0 = time.monotonic()
-    proc.kill()
-    proc.wait(5)
-    m.proc = None
+    t0 = kill_moonraker(h)
     seconds, state = h.wait_state(is_off(h.firmware), t0, comms_ms / 1000.0 + 10.0)
     expired = state is not None and state["fault_latched"] and (
         state["fault_reason"] == "controller lease expired" and state["source"] == "watchdog")
@@ -1207,6 +1208,7 @@ def run_host_killed(h: Harness) -> list[Rep]:
     if first.ok:
         first.ended = "OFF, lease expired"
     # Moonraker back: the fault is shown and left alone until the user clears it.
+    m = h.s.moonraker
     m.extra_config = h.moonraker_config()
     m.start()
     notes = []
