@@ -12,6 +12,14 @@ from typing import Any
 import pytest
 from testbed.stack import Stack, start_stack
 
+#: Test files that take minutes: started first, so parallel workers (scripts/test)
+#: are not left waiting for them at the end.
+SLOW_FILES = ("test_faults_script.py", "test_e2e_chamber_sensor.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.path.name not in SLOW_FILES)  # stable: order kept
+
 
 @pytest.fixture
 def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
