@@ -212,9 +212,12 @@ def report_error(printer, full_name, state):
     if error:
         # One line, of a readable length, whatever the text holds
         error = " ".join(error.split())[:MAX_ERROR_CHARS]
-        msg = "%s: %s" % (full_name, error)
-        logging.info(msg)
-        printer.lookup_object('gcode').respond_raw("!! " + msg)
+        console_error(printer, "%s: %s" % (full_name, error))
+
+def console_error(printer, msg):
+    # An error line in the console (as a refused command prints) and the log
+    logging.info(msg)
+    printer.lookup_object('gcode').respond_raw("!! " + msg)
 
 def below_device_minimum(state, target):
     # Some firmwares (DragonBreath) refuse a heat target below a minimum; the
@@ -666,13 +669,10 @@ class PandaBreathSensor(ReadingTracker):
         except self.printer.command_error as e:
             logging.warning("%s: %s", self.full_name, str(e))
             return
-        gcode = self.printer.lookup_object('gcode')
         if new_target:
-            gcode.respond_info(msg)
+            self.printer.lookup_object('gcode').respond_info(msg)
         else:
-            # An error line, as a refused command would print
-            logging.info(msg)
-            gcode.respond_raw("!! " + msg)
+            console_error(self.printer, msg)
     def _poll(self, eventtime):
         if self.printer.is_shutdown():
             return self.reactor.NEVER

@@ -437,10 +437,9 @@ class PandaBreath:
     def _check_faults(self) -> None:
         """A fault the device reports is a warning in every UI while it lasts."""
         for device in self.devices.values():
-            faults = device.controller.faults
             warn_id = f"panda_breath_fault_{device.cfg.name}"
-            text = ", ".join("%s: %s" % item for item in sorted(faults.items()))
-            if not faults or self._closing:
+            text = device.controller.fault_text()
+            if not text or self._closing:
                 if device.fault_warning is not None:
                     device.fault_warning = None
                     self.server.remove_warning(warn_id)

@@ -264,6 +264,10 @@ class DeviceController:
             self._try_sync()
         self._changed()
 
+    def fault_text(self) -> str:
+        """The device's faults in one line ("" when there are none)."""
+        return ", ".join("%s: %s" % item for item in sorted(self.faults.items()))
+
     def _report_fault_blocks(self, target: float) -> None:
         """A target while the device reports a fault: say why nothing will heat."""
         link = self.link
@@ -271,7 +275,7 @@ class DeviceController:
                if link is not None and link.arbitrates else
                "the device stays off until the fault clears")
         self.relay.report_error(self, "target %.0f not applied: the device reports %s; %s" % (
-            target, ", ".join("%s: %s" % item for item in sorted(self.faults.items())), how))
+            target, self.fault_text(), how))
 
     def refused_target(self, target: float, reason: str) -> None:
         """The device refused a command of ours (link hook): once per target and reason."""

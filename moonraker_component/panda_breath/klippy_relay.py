@@ -297,9 +297,7 @@ def _state_params(controller: DeviceController) -> dict[str, Any]:
     params: dict[str, Any] = {
         "power": controller.power(),
         "link": controller.link.state if controller.link is not None else None,
-        "fault": ", ".join(
-            "%s: %s" % item for item in sorted(controller.faults.items())
-        ) or None,
+        "fault": controller.fault_text() or None,
     }
     if controller.external_control is not None:
         params["external_control"] = controller.external_control
