@@ -174,3 +174,41 @@ def test_a_change_at_the_device_is_undone_within_2_s_on_firmwares_that_report_it
     assert device["outside_changes"] >= 2
     change = device["last_outside_change"]
     assert "while connected" in change["by"] and change["restored_target"] == 45.0
+
+
+#: A Klipper macro calling the component's remote methods with every kind of
+#: wrong value (a user macro can send anything).
+HOSTILE_REMOTE_CALLS = """
+[gcode_macro HOSTILE_REMOTE_CALLS]
+gcode:
+  {% set values = [None, True, "chamber ", "45", [45], {"t": 45}, 10 ** 400, -1, 1.5e308] %}
+  {% for method in ["panda_breath_set_target", "panda_breath_clear_fault",
+                    "panda_breath_start_drying", "panda_breath_stop_drying"] %}
+    {% for value in values %}
+      {action_call_remote_method(method, heater=value, target=value,
+                                 temperature=value, hours=value)}
+      {action_call_remote_method(method, heater="chamber", target=value,
+                                 temperature=value, hours=value)}
+    {% endfor %}
+    {action_call_remote_method(method)}
+  {% endfor %}
+"""
+
+
+def test_remote_methods_survive_any_parameters(make_stack) -> None:
+    stack: Stack = make_stack(printer_extra=HOSTILE_REMOTE_CALLS)
+    stack.moonraker.gcode("HOSTILE_REMOTE_CALLS")
+    time.sleep(1.0)
+    state = stack.sim.state()
+    assert not state["work_on"]  # nothing heats: no value was taken as a target
+    stack.set_target(45)  # and the component still works
+    stack.wait_sim(heating_at(45), timeout=3.0, what="a real target after the garbage")
+    stack.moonraker.gcode("TURN_OFF_HEATERS")
+    stack.wait_sim(is_off, timeout=2.0)
+    frames = [line for line in stack.moonraker.log_text().splitlines()
+              if line.startswith('  File "') and "panda_breath" in line]
+    assert not frames, frames
+    console = [line["message"] for line in
+               stack.moonraker.get("/server/gcode_store?count=100")["gcode_store"]]
+    assert any("drying not started: drying temperature must be a whole number" in line
+               for line in console)

@@ -24,6 +24,7 @@ from .drying_device import device_name as drying_device_name
 from .esphome_mqtt import EsphomeMqttProtocol
 from .klippy_relay import KlippyRelay
 from .link import DeviceLink
+from .model import as_number
 from .mqtt_link import MqttDeviceLink
 from .stock_mqtt import StockMqttProtocol
 from .stock_ws_link import StockWebSocketLink
@@ -291,16 +292,24 @@ class PandaBreath:
         for device in self.devices.values():
             device.controller.force_off("Klipper disconnected")
 
-    def _on_set_target(self, heater: Any = None, target: Any = None, **_extra: Any) -> None:
-        """Remote method called by the Klipper extra on every target change."""
+    def _controller_for(self, heater: Any, what: str) -> DeviceController | None:
+        """The device whose Klipper heater a remote method names; None (logged) if none."""
         controller = self.relay.controllers.get(str(heater))
         if controller is None:
-            logging.info("panda_breath: target for unknown heater %r ignored", heater)
+            logging.info("panda_breath: %s for unknown heater %r ignored", what, heater)
+        return controller
+
+    def _on_set_target(self, heater: Any = None, target: Any = None, **_extra: Any) -> None:
+        """Remote method called by the Klipper extra on every target change."""
+        controller = self._controller_for(heater, "target")
+        if controller is None:
             return
-        if isinstance(target, bool) or not isinstance(target, (int, float)):
-            logging.info("panda_breath [%s]: non-numeric target ignored", controller.name)
+        number = as_number(target)
+        if number is None:
+            logging.info("panda_breath [%s]: target that is not a finite number ignored",
+                         controller.name)
             return
-        controller.set_target(float(target), "klipper")
+        controller.set_target(number, "klipper")
 
     def _on_clear_fault(self, heater: Any = None, **_extra: Any) -> None:
         """Remote method for a Klipper macro (examples: PANDA_BREATH_CLEAR_FAULT).
@@ -309,9 +318,8 @@ class PandaBreath:
         a remote method has no reply, so the outcome shows in the heater's
         ``fault`` and in moonraker.log.
         """
-        controller = self.relay.controllers.get(str(heater))
+        controller = self._controller_for(heater, "fault clear")
         if controller is None:
-            logging.info("panda_breath: fault clear for unknown heater %r ignored", heater)
             return
         if controller.clear_fault():
             logging.info("panda_breath [%s]: fault clear requested from Klipper", controller.name)
@@ -328,9 +336,8 @@ class PandaBreath:
         The same cycle as the power device; a refusal is an error line in
         Klipper's console (a remote method has no reply).
         """
-        controller = self.relay.controllers.get(str(heater))
+        controller = self._controller_for(heater, "drying")
         if controller is None:
-            logging.info("panda_breath: drying for unknown heater %r ignored", heater)
             return
         self.eventloop.create_task(self._start_drying(controller, temperature, hours))
 
@@ -349,11 +356,9 @@ class PandaBreath:
 
     def _on_stop_drying(self, heater: Any = None, **_extra: Any) -> None:
         """Remote method for PANDA_BREATH_DRY_STOP."""
-        controller = self.relay.controllers.get(str(heater))
-        if controller is None:
-            logging.info("panda_breath: drying stop for unknown heater %r ignored", heater)
-            return
-        controller.stop_drying()
+        controller = self._controller_for(heater, "drying stop")
+        if controller is not None:
+            controller.stop_drying()
 
     # Status --------------------------------------------------------------------
 

@@ -236,13 +236,14 @@ class DeviceController:
 
     def adopt_klipper_target(self, target: Any, seen_version: int | None) -> None:
         """Reconcile with the target Klipper reports (push reply or subscription)."""
-        if isinstance(target, bool) or not isinstance(target, (int, float)):
+        number = as_number(target)
+        if number is None:
             return
         if seen_version is not None and seen_version != self.target_version:
             return  # a newer change crossed this reply; it wins
-        clamped = clamp_target(float(target), self.max_target)
+        clamped = clamp_target(number, self.max_target)
         if not self.target_known or clamped != self.target:
-            self.set_target(float(target), "klipper status")
+            self.set_target(number, "klipper status")
 
     def force_off(self, reason: str) -> None:
         """A safety event: off now, whatever Klipper's last target was."""
@@ -502,9 +503,8 @@ class DeviceController:
             return WORK_MODE_IDLE
         if self.drying is not None:
             return WORK_MODE_DRYING
-        if self.external_control is not None or self.mode == MODE_AUTO:
-            return WORK_MODE_DEVICE
-        if self.effective_target() == 0:
+        if (self.external_control is not None or self.mode == MODE_AUTO
+                or self.effective_target() == 0):
             return WORK_MODE_DEVICE
         return WORK_MODE_KLIPPER
 
