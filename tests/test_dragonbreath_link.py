@@ -103,6 +103,15 @@ def heating_under(link: DragonBreathLink, target: float) -> Callable[[Any], bool
     return check
 
 
+def controller_on_link(sim: Any) -> tuple[DeviceController, DragonBreathLink, asyncio.Future[Any]]:
+    """A real controller driving a running link to ``sim`` (the caller closes the link)."""
+    controller = DeviceController("dev", "chamber", 60.0, QuietRelay(), lambda: None)
+    link = DragonBreathLink(controller, "dev", "127.0.0.1", port=sim.port,
+                            silence_timeout=2.0, backoff=Backoff(0.1, 0.5))
+    controller.link = link
+    return controller, link, asyncio.ensure_future(link.run())
+
+
 class QuietRelay:
     """A relay that drops everything (the controller's Klipper side is not under test)."""
 
@@ -268,11 +277,7 @@ async def test_reboot_is_a_new_link_up(make_sim, start_link):
 async def test_the_controller_resends_after_a_reboot(make_sim):
     sim = await dragon(make_sim)
 
-    controller = DeviceController("dev", "chamber", 60.0, QuietRelay(), lambda: None)
-    link = DragonBreathLink(controller, "dev", "127.0.0.1", port=sim.port,
-                            silence_timeout=2.0, backoff=Backoff(0.1, 0.5))
-    controller.link = link
-    task = asyncio.ensure_future(link.run())
+    controller, link, task = controller_on_link(sim)
     try:
         controller.set_target(42.0, "klipper")
         await eventually(lambda: heating_under(link, 42)(sim), timeout=5, what="heating")
@@ -443,11 +448,7 @@ async def test_a_latched_fault_costs_one_off_not_one_per_report(make_sim):
     already off at the revision our OFF produced, so the link sends it once."""
     sim = await dragon(make_sim)
 
-    controller = DeviceController("dev", "chamber", 60.0, QuietRelay(), lambda: None)
-    link = DragonBreathLink(controller, "dev", "127.0.0.1", port=sim.port,
-                            silence_timeout=2.0, backoff=Backoff(0.1, 0.5))
-    controller.link = link
-    task = asyncio.ensure_future(link.run())
+    controller, link, task = controller_on_link(sim)
     try:
         controller.set_target(45.0, "klipper")
         await eventually(lambda: heating_under(link, 45)(sim), timeout=5, what="heating")
