@@ -588,17 +588,7 @@ class DragonBreathSimulator(Simulator):
         self.smqtt = None
         self.mqtt_link = None
         self.server = HttpServer(o.host, o.port, self._handle, self._admission_ok)
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.started_at = self.booted_at = time.monotonic()
-        self.boot_count = 1
-        self.silent_until = 0.0
-        self.silence_snapshots = False
-        self.refuse_until = 0.0
-        self.down_until = 0.0
-        self._rebooting = False
-        self._fault_clears: dict[str, asyncio.TimerHandle] = {}
-        self.running = False
+        self._init_runtime()
         self.streams: dict[int, EventStream] = {}
         self.phantom_streams = 0
         self.phantom_until: float | None = None

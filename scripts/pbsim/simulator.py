@@ -169,10 +169,13 @@ class Simulator:
             ping_interval=o.ws_ping_interval,
         )
         self.mqtt_link: MqttLink | None = None
+        self._init_runtime()
+
+    def _init_runtime(self) -> None:
+        """Tasks, boot and fault-injection state every personality starts with."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.started_at = time.monotonic()
-        self.booted_at = self.started_at
+        self.started_at = self.booted_at = time.monotonic()
         self.boot_count = 1
         self.silent_until = 0.0
         self.silence_snapshots = False
