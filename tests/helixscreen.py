@@ -115,6 +115,7 @@ class ChamberPanel:
     drying_target_c: int | None = None
     drying_duration_min: int | None = None
     frames: int = 0
+    work_on_reports: list[bool] = field(default_factory=list)  # the test's view, not a panel's
     connected_reports: list[bool] = field(default_factory=list)
 
     def apply(self, status: dict[str, Any]) -> None:
@@ -145,6 +146,8 @@ class ChamberPanel:
                 self.offline_run += 1
                 if self.offline_run >= OFFLINE_REPORTS:
                     self.offline = True
+        if isinstance(diag.get("work_on"), bool):
+            self.work_on_reports.append(diag["work_on"])
         if "work_mode" in diag and "work_on" in diag:
             mode = diag["work_mode"] if _is_int(diag["work_mode"]) else WORK_MODE_KLIPPER
             on = diag["work_on"] if isinstance(diag["work_on"], bool) else False

@@ -139,6 +139,12 @@ def test_helixscreens_dryer_commands_and_the_countdown(make_stack, firmware: str
         wait_until(lambda: any("drying not started: Klipper heats the chamber" in line
                                for line in console(stack)), 3.0, what="the refusal")
         stack.moonraker.gcode("TURN_OFF_HEATERS")
+        # HelixScreen reads its badge only from a frame carrying both work_mode
+        # and work_on: a start before the device reported off would change
+        # work_mode alone (2 -> 3 with work_on staying true), the lag the
+        # README documents.  Wait for the off, as a user's second tap would.
+        stack.wait_device(lambda d: d["work_mode"] == 0, 3.0, what="the device off")
+        reader.wait(lambda p: p.work_on_reports[-1:] == [False], 3.0, "the panel told off")
         # What HelixScreen's dryer sends.
         stack.moonraker.gcode("PANDA_BREATH_DRY_START TEMP=50 HOURS=3")
         reader.wait(lambda p: p.drying and p.drying_remaining_s, 5.0, "drying shown")
