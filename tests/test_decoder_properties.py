@@ -17,10 +17,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from panda_breath import esphome_mqtt, stock_mqtt, stock_ws
 from panda_breath.controller import DryingError
-from panda_breath.drying_device import drying_request
 from panda_breath.esphome_mqtt import EsphomeMqttProtocol
 from panda_breath.model import DRYING_HOURS_RANGE, DRYING_TEMP_RANGE, DeviceReport, FrameError
 from panda_breath.mqtt_common import _DECIMAL_RE, MAX_PAYLOAD_BYTES, parse_decimal
+from panda_breath.power_devices import drying_request
 from panda_breath.stock_mqtt import StockMqttProtocol
 
 settings.register_profile(

@@ -35,6 +35,7 @@ class RecordingListener:
         self.reports: list[DeviceReport] = []
         self.refusals: list[tuple[float, str]] = []
         self.lost: list[str] = []
+        self.refused_requests: list[str] = []
         self.changes = 0
 
     def on_link_up(self) -> None:
@@ -54,6 +55,9 @@ class RecordingListener:
 
     def lease_lost(self, reason: str) -> None:
         self.lost.append(reason)
+
+    def refused_request(self, reason: str) -> None:
+        self.refused_requests.append(reason)
 
     def last(self) -> DeviceReport:
         return self.reports[-1]
@@ -399,6 +403,29 @@ async def test_drying(make_sim, start_link):
     await eventually(lambda: listener.last().drying is True, what="drying reported")
     link.send_target(0)
     await eventually(lambda: sim.state()["mode"] == "off", what="drying stopped")
+
+
+async def test_filtration_on_and_off_and_refused_while_heating(make_sim, start_link):
+    sim = await dragon(make_sim)
+    link = await start_link(sim)
+    listener: RecordingListener = link.listener  # type: ignore[assignment]
+    assert link.supports_filter and link.send_filter(True)
+    await eventually(lambda: sim.state()["filter_percent"] == 100, what="filter on")
+    await eventually(lambda: listener.last().filter_requested is True, what="filter reported")
+    assert sim.state()["fan_reason"] == "requested" and sim.state()["mode"] == "off"
+    assert link.send_filter(False)
+    await eventually(lambda: sim.state()["filter_percent"] == 0, what="filter off")
+    await eventually(lambda: listener.last().filter_requested is False, what="off reported")
+    # The blower serves the heater while it heats: the device refuses (409
+    # heater_busy) and the refusal reaches the listener.
+    link.send_target(45)
+    await eventually(lambda: heating_under(link, 45)(sim), what="heating")
+    assert link.send_filter(True)
+    await eventually(lambda: listener.refused_requests, what="the refusal")
+    assert "filter on not applied" in listener.refused_requests[0]
+    assert "heat" in listener.refused_requests[0]
+    assert sim.state()["filter_percent"] == 0
+    assert heating_under(link, 45)(sim)  # the heat went on untouched
 
 
 async def test_device_gone_is_a_link_down_and_back(make_sim, start_link):

@@ -140,6 +140,19 @@ def test_drying_state() -> None:
     assert report.drying_remaining_s == 3599
 
 
+def test_filtration_state_and_command() -> None:
+    assert db.decode_state(state(fan__requested_percent=100)).filter_requested is True
+    assert db.decode_state(state(fan__requested_percent=0)).filter_requested is False
+    for bad in (101, -1, "100", True, None, float("nan")):
+        report = db.decode_state(state(fan__requested_percent=bad))
+        assert report.filter_requested is None
+        assert "fan.requested_percent" in report.rejected_fields
+    on = body_of(db.filter_command(True, ACTOR, "r6"))
+    assert on["command"] == {"name": "filter", "percent": 100}
+    assert "expected_revision" not in on  # revision-free on the device
+    assert body_of(db.filter_command(False, ACTOR, "r7"))["command"]["percent"] == 0
+
+
 def test_malformed_fields_are_rejected_not_fatal() -> None:
     report = db.decode_state(state(
         mode="warp", state_revision=True, boot_id="", source=5,

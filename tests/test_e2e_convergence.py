@@ -183,12 +183,13 @@ HOSTILE_REMOTE_CALLS = """
 gcode:
   {% set values = [None, True, "chamber ", "45", [45], {"t": 45}, 10 ** 400, -1, 1.5e308] %}
   {% for method in ["panda_breath_set_target", "panda_breath_clear_fault",
-                    "panda_breath_start_drying", "panda_breath_stop_drying"] %}
+                    "panda_breath_start_drying", "panda_breath_stop_drying",
+                    "panda_breath_set_filter"] %}
     {% for value in values %}
       {action_call_remote_method(method, heater=value, target=value,
-                                 temperature=value, hours=value)}
+                                 temperature=value, hours=value, on=value)}
       {action_call_remote_method(method, heater="chamber", target=value,
-                                 temperature=value, hours=value)}
+                                 temperature=value, hours=value, on=value)}
     {% endfor %}
     {action_call_remote_method(method)}
   {% endfor %}
@@ -212,3 +213,5 @@ def test_remote_methods_survive_any_parameters(make_stack) -> None:
                stack.moonraker.get("/server/gcode_store?count=100")["gcode_store"]]
     assert any("drying not started: drying temperature must be a whole number" in line
                for line in console)
+    # Several refusals in one push share one console line; all are in the log.
+    assert "filter not switched: ON must be 1 or 0, not '45'" in stack.moonraker.log_text()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+import urllib.parse
 
 import pytest
 from testbed import ROOT, wait_until
@@ -126,3 +127,63 @@ def test_the_fault_is_cleared_from_klipper_with_the_example_macro(make_stack) ->
     stack.wait_sim(lambda s: s["fault_latched"] is False, timeout=3.0, what="cleared")
     stack.wait_sim(heating_at(45), timeout=4.0, what="Klipper's target again after clearing")
     wait_until(lambda: stack.heater_status()["fault"] is None, 3.0, what="fault gone in Klipper")
+
+
+FILTER = "Panda Breath filter"
+
+
+def filter_power(stack: Stack, action: str) -> dict:
+    query = urllib.parse.urlencode({"device": FILTER, "action": action})
+    return stack.moonraker.post(f"/machine/device_power/device?{query}")
+
+
+def filter_status(stack: Stack) -> str:
+    devices = stack.moonraker.get("/machine/device_power/devices")["devices"]
+    return next(d["status"] for d in devices if d["device"] == FILTER)
+
+
+def console_lines(stack: Stack) -> list[str]:
+    return [line["message"] for line in
+            stack.moonraker.get("/server/gcode_store?count=20")["gcode_store"]]
+
+
+def test_filtration_from_the_power_device_the_device_and_the_macro(make_stack) -> None:
+    stack: Stack = make_stack("dragonbreath", printer_extra=MACROS)
+    wait_until(lambda: filter_status(stack) == "off", 3.0, what="the filter device, off")
+    filter_power(stack, "on")
+    stack.wait_sim(lambda s: s["filter_percent"] == 100 and s["fan_on"], 2.0, what="blower on")
+    wait_until(lambda: filter_status(stack) == "on", 2.0, what="the power device on")
+    assert stack.device()["filter"] is True and stack.sim.state()["mode"] == "off"
+    # Switched off at the device (its web page): the power device follows.
+    stack.sim.control("take_over", source="web", mode="filter")
+    wait_until(lambda: filter_status(stack) == "off", 3.0, what="the device's change shown")
+    assert stack.device()["filter"] is False
+    # The example macro, from Klipper.
+    stack.moonraker.gcode("PANDA_BREATH_FILTER ON=1")
+    stack.wait_sim(lambda s: s["filter_percent"] == 100, 2.0, what="on from the macro")
+    stack.moonraker.gcode("PANDA_BREATH_FILTER ON=0")
+    stack.wait_sim(lambda s: s["filter_percent"] == 0, 2.0, what="off from the macro")
+    with pytest.raises(MoonrakerError):
+        stack.moonraker.gcode("PANDA_BREATH_FILTER ON=yes")
+    assert any("ON must be 1 or 0, not 'yes'" in line for line in console_lines(stack))
+    # While Klipper heats, the blower serves the heater: "on" is refused where
+    # it was asked for, and the heat goes on untouched.
+    stack.set_target(45)
+    stack.wait_sim(heating_at(45), timeout=2.0)
+    stack.wait_device(lambda d: (d["device_target"] or 0) > 0, 2.0, what="heat reported")
+    with pytest.raises(MoonrakerError) as err:
+        filter_power(stack, "on")
+    assert "the device heats now" in str(err.value)
+    stack.moonraker.gcode("PANDA_BREATH_FILTER ON=1")
+    wait_until(lambda: any("filter not switched: the device heats now" in line
+                           for line in console_lines(stack)), 3.0, what="the console error")
+    state = stack.sim.state()
+    assert heating_at(45)(state) and state["filter_percent"] == 0
+    assert filter_status(stack) == "off"
+
+
+def test_only_dragonbreath_has_a_filter_device(make_stack) -> None:
+    stack: Stack = make_stack("v1.0.3")
+    devices = stack.moonraker.get("/machine/device_power/devices")["devices"]
+    assert [d["device"] for d in devices] == ["Panda Breath drying"]
+    assert stack.device()["filter"] is None

@@ -11,21 +11,22 @@ disconnects and when Moonraker stops, and serves
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from .backoff import Backoff
 from .config import MQTT_FIRMWARES, DeviceConfig, read_device_config
-from .controller import KLIPPER_GRACE_S, DeviceController, DryingError
+from .controller import KLIPPER_GRACE_S, DeviceController, DryingError, FilterError
 from .dragonbreath_link import DragonBreathLink
-from .drying_device import create_drying_device, drying_request
-from .drying_device import device_name as drying_device_name
 from .esphome_mqtt import EsphomeMqttProtocol
 from .klippy_relay import KlippyRelay
 from .link import DeviceLink
 from .model import as_number
 from .mqtt_link import MqttDeviceLink
+from .power_devices import create_drying_device, create_filter_device, drying_request
+from .power_devices import device_name as power_device_name
 from .stock_mqtt import StockMqttProtocol
 from .stock_ws_link import StockWebSocketLink
 from .supervisor import LinkSupervisor
@@ -53,8 +54,10 @@ class PandaBreathDevice:
         self.link = link
         self.supervisor = supervisor
         self.task: asyncio.Task[None] | None = None
-        #: Moonraker power device for the drying cycle (firmwares that have one).
+        #: Moonraker power devices for the drying cycle and the filtration
+        #: (firmwares that have them).
         self.drying_device: Any = None
+        self.filter_device: Any = None
         self.section_config: Any = None
         #: The "unreachable" warning is shown (or its check is scheduled).
         self.offline_warned = False
@@ -73,7 +76,7 @@ class PandaBreath:
         self._closing = False
         #: Moonraker's own MQTT client, loaded when a section needs it.
         self.mqtt: Any = None
-        #: Moonraker's power component, which lists our drying devices.
+        #: Moonraker's power component, which lists our drying and filter devices.
         self.power: Any = None
         self._mqtt_problem: str | None = None
         for section in _device_sections(config):
@@ -96,6 +99,7 @@ class PandaBreath:
         self.server.register_remote_method("panda_breath_clear_fault", self._on_clear_fault)
         self.server.register_remote_method("panda_breath_start_drying", self._on_start_drying)
         self.server.register_remote_method("panda_breath_stop_drying", self._on_stop_drying)
+        self.server.register_remote_method("panda_breath_set_filter", self._on_set_filter)
         self.server.register_event_handler("server:klippy_ready", self._on_klippy_ready)
         self.server.register_event_handler("server:klippy_shutdown", self._on_klippy_shutdown)
         self.server.register_event_handler("server:klippy_disconnect", self._on_klippy_disconnect)
@@ -133,7 +137,7 @@ class PandaBreath:
         device = PandaBreathDevice(cfg, controller, link, supervisor)
         device.section_config = section_config
         self.devices[cfg.name] = device
-        if link.supports_drying and self.power is None:
+        if (link.supports_drying or link.supports_filter) and self.power is None:
             self.power = _load_power(self.server, section_config)
 
     def _make_link(self, cfg: DeviceConfig, controller: DeviceController) -> DeviceLink:
@@ -215,32 +219,42 @@ class PandaBreath:
         self.relay.klippy_apis = self.server.lookup_component("klippy_apis")
         for device in self.devices.values():
             device.task = self.eventloop.create_task(device.supervisor.run())
-        await self._add_drying_devices()
+        await self._add_power_devices()
         self.eventloop.delay_callback(KLIPPER_GRACE_S, self._end_startup_grace)
         self._check_reachability()
 
-    async def _add_drying_devices(self) -> None:
+    async def _add_power_devices(self) -> None:
         if self.power is None:
             return
         for device in self.devices.values():
-            if not device.link.supports_drying:
-                continue
-            name = drying_device_name(device.cfg.name)
-            try:
-                power_device = create_drying_device(
-                    device.section_config, device.controller, name,
-                    device.cfg.drying_temperature, device.cfg.drying_hours,
-                )
-                await self.power.add_device(name, power_device)
-            except Exception as exc:  # noqa: BLE001 - drying is optional; heating goes on
-                logging.exception("panda_breath [%s]: power device not added", device.cfg.name)
-                self.server.add_warning(
-                    f"[{device.cfg.section}]: the power device '{name}' could not be added "
-                    f"({exc}); drying from the UIs is not available.",
-                    warn_id=f"panda_breath_drying_{device.cfg.name}",
-                )
-                continue
-            device.drying_device = power_device
+            config, controller = device.section_config, device.controller
+            if device.link.supports_drying:
+                device.drying_device = await self._add_power_device(
+                    device, "drying", "drying", functools.partial(
+                        create_drying_device, config, controller,
+                        temperature=device.cfg.drying_temperature, hours=device.cfg.drying_hours))
+            if device.link.supports_filter:
+                device.filter_device = await self._add_power_device(
+                    device, "filter", "filtration",
+                    functools.partial(create_filter_device, config, controller))
+
+    async def _add_power_device(
+        self, device: PandaBreathDevice, kind: str, what: str, create: Any
+    ) -> Any:
+        """Moonraker's power device ``kind`` for ``device``; None (and a warning) if it failed."""
+        name = power_device_name(device.cfg.name, kind)
+        try:
+            power_device = create(name=name)
+            await self.power.add_device(name, power_device)
+        except Exception as exc:  # noqa: BLE001 - optional; heating goes on
+            logging.exception("panda_breath [%s]: power device not added", device.cfg.name)
+            self.server.add_warning(
+                f"[{device.cfg.section}]: the power device '{name}' could not be added "
+                f"({exc}); {what} from the UIs is not available.",
+                warn_id=f"panda_breath_{kind}_{device.cfg.name}",
+            )
+            return None
+        return power_device
 
     def _end_startup_grace(self) -> None:
         for device in self.devices.values():
@@ -360,6 +374,23 @@ class PandaBreath:
         if controller is not None:
             controller.stop_drying()
 
+    def _on_set_filter(self, heater: Any = None, on: Any = None, **_extra: Any) -> None:
+        """Remote method for PANDA_BREATH_FILTER ON=1|0 (examples): the filter power device.
+
+        A refusal is an error line in Klipper's console.
+        """
+        controller = self._controller_for(heater, "filter")
+        if controller is None:
+            return
+        if isinstance(on, bool) or on in (0, 1):
+            try:
+                controller.set_filter(bool(on))
+            except FilterError as exc:
+                self.relay.report_error(controller, "filter not switched: %s" % exc)
+        else:
+            self.relay.report_error(controller, "filter not switched: ON must be 1 or 0, not %r"
+                                    % (on,))
+
     # Status --------------------------------------------------------------------
 
     def status(self) -> dict[str, Any]:
@@ -470,8 +501,9 @@ class PandaBreath:
         self._check_reachability()
         self._check_faults()
         for device in self.devices.values():
-            if device.drying_device is not None:
-                device.drying_device.sync()
+            for power_device in (device.drying_device, device.filter_device):
+                if power_device is not None:
+                    power_device.sync()
         if self._notify_handle is not None or self._closing:
             return
         now = self.eventloop.get_loop_time()

@@ -76,6 +76,10 @@ class DryingError(Exception):
     """A drying request that cannot be carried out now; the message says why."""
 
 
+class FilterError(Exception):
+    """A filtration request that cannot be carried out now; the message says why."""
+
+
 @dataclass
 class DryingRun:
     """A drying cycle running on the device, started by us or at the device."""
@@ -161,6 +165,9 @@ class DeviceController:
         self.device_target: float | None = None
         self.heater_on: bool | None = None
         self.drying_remaining_s: float | None = None
+        #: Filtration (the blower alone) requested at the device; None where
+        #: the firmware has none or has not said.
+        self.filter_on: bool | None = None
         self.faults: dict[str, str] = {}
         self.online: bool | None = None
         self.uncommanded_heating_events = 0
@@ -297,6 +304,34 @@ class DeviceController:
         self.last_event = "fault clear requested by the user"
         self._changed()
         return True
+
+    def refused_request(self, reason: str) -> None:
+        """The device refused or never answered a request of the user's (link hook)."""
+        self.relay.report_error(self, reason)
+
+    # Filtration (Moonraker's power device) ------------------------------------
+
+    def set_filter(self, on: bool) -> None:
+        """Run the blower alone (filtration) or stop it; FilterError says why not now.
+
+        A request, not desired state: the device's buttons, its web page, a
+        fault or a reboot may change it, and ``filter_on`` follows the device.
+        The device refuses "on" while it heats (its blower then serves the
+        heater), so that is refused here at once, where the user can see it.
+        """
+        link = self.link
+        if link is None or not link.supports_filter:
+            raise FilterError("this firmware has no filtration the bridge can switch")
+        if not link.is_up():
+            raise FilterError("the device is not reachable")
+        if on and (self.device_target or 0.0) > 0:
+            raise FilterError("the device heats now and its blower serves the heater; "
+                              "switch filtration on when it does not heat")
+        if not link.send_filter(on):
+            raise FilterError("the device is not reachable")
+        self.last_event = "filtration %s requested" % ("on" if on else "off")
+        logging.info("panda_breath [%s]: %s", self.name, self.last_event)
+        self._changed()
 
     # Drying (Moonraker's power device) ------------------------------------------
 
@@ -532,6 +567,8 @@ class DeviceController:
             self.heater_on = report.heater_on
         if report.drying_remaining_s is not None:
             self.drying_remaining_s = report.drying_remaining_s
+        if report.filter_requested is not None:
+            self.filter_on = report.filter_requested
         if report.online is not None:
             self.online = report.online
         if report.faults is not None:
@@ -555,6 +592,7 @@ class DeviceController:
         return (
             self.chamber_temp, self.ptc_temp, self.work_on, self.mode, self.device_target,
             self.heater_on, self.drying_remaining_s, self.online, tuple(sorted(self.faults)),
+            self.filter_on,
         )
 
     def _snapshot_wait_over(self) -> None:
@@ -775,6 +813,7 @@ class DeviceController:
             "heater_on": self.heater_on,
             "power": self.power(),
             "drying_remaining_s": self.drying_remaining_s,
+            "filter": self.filter_on,
             "faults": dict(self.faults),
             "online": self.online,
             "uncommanded_heating_events": self.uncommanded_heating_events,

@@ -299,6 +299,12 @@ def _decode_heater_and_fan(message: Mapping[str, Any], report: DeviceReport) -> 
         report.rejected_fields.append("heater")
     fan = message.get("fan")
     if isinstance(fan, Mapping):
+        if "requested_percent" in fan:
+            percent = as_number(fan["requested_percent"])
+            if percent is None or not 0 <= percent <= 100:
+                report.rejected_fields.append("fan.requested_percent")
+            else:
+                report.filter_requested = percent > 0
         if "reason" in fan:
             report.fan_reason = _word(fan["reason"])
             if report.fan_reason is None:
@@ -699,6 +705,15 @@ def drying_start_command(
 
 def drying_stop_command(actor_id: str, request_id: str) -> str:
     return _command("drying_stop", actor_id, request_id)
+
+
+def filter_command(on: bool, actor_id: str, request_id: str) -> str:
+    """The blower alone, for filtration: on (100 %) or off; no revision, no lease.
+
+    The blower is on/off only, so the request is 0 or 100.  The device
+    refuses "on" while it heats or purges (409 ``heater_busy``).
+    """
+    return _command("filter", actor_id, request_id, percent=100 if on else 0)
 
 
 def heartbeat_body(lease_id: str) -> str:

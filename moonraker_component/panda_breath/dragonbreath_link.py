@@ -124,6 +124,7 @@ class DragonBreathLink(DeviceLink):
 
     reports_settings = True
     supports_drying = True
+    supports_filter = True
     arbitrates = True
     own_source = db.ACTOR_KIND
     min_target = float(db.MIN_TARGET_C)
@@ -602,6 +603,17 @@ class DragonBreathLink(DeviceLink):
         self._spawn(self._drying(degrees, run_hours, self._intent), track=True)
         return True
 
+    def send_filter(self, on: bool) -> bool:
+        """Filtration on or off: a plain request, like the device's own button.
+
+        Not held as desired state: a reboot, a fault or another controller may
+        switch the blower off, and the status then says so.
+        """
+        if self._session is None or self.state != LINK_CONNECTED:
+            return False
+        self._spawn(self._filter(on), track=True)
+        return True
+
     def clear_fault(self) -> bool:
         """Ask the device to clear a latched fault (an explicit user action only).
 
@@ -764,6 +776,33 @@ class DragonBreathLink(DeviceLink):
                 continue
             self._refuse(float(temperature), "the device refused drying (%s)" % result.describe())
             return
+
+    async def _filter(self, on: bool) -> None:
+        body = db.filter_command(on, self.actor_id, db.new_request_id())
+        result = await self._command(body, "filter", None)
+        if result is None:
+            self._request_refused("filter %s not applied: the device did not answer"
+                                  % ("on" if on else "off"))
+            return
+        if result.state is not None:
+            self._absorb(result.state)
+        if result.ok:
+            return
+        if result.kind == db.CONFLICT:
+            reason = ("the device runs its blower for the heater now; filtration can be "
+                      "switched on while it does not heat")
+        else:
+            reason = "the device refused it (%s)" % result.describe()
+        self._request_refused("filter %s not applied: %s" % ("on" if on else "off", reason))
+
+    def _request_refused(self, reason: str) -> None:
+        self._log_limited(reason)
+        hook = getattr(self.listener, "refused_request", None)
+        if callable(hook):
+            try:
+                hook(reason)
+            except Exception:  # noqa: BLE001 - the listener's problem must not end the session
+                logging.exception("panda_breath [%s]: refused_request hook failed", self.name)
 
     async def _clear_fault(self) -> None:
         for _ in range(MAX_CONFLICTS):

@@ -101,6 +101,13 @@ class DeviceLink(abc.ABC):
         """Start the device's own drying cycle; False if the link is down or it has none."""
         return False
 
+    #: Whether the firmware can run its blower alone (filtration) on request.
+    supports_filter = False
+
+    def send_filter(self, on: bool) -> bool:
+        """Switch filtration on or off; False if the link is down or the firmware has none."""
+        return False
+
     def clear_fault(self) -> bool:
         """Ask the device to clear a latched fault; False where faults clear by themselves."""
         return False

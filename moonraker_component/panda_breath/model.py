@@ -73,6 +73,8 @@ class DeviceReport:
     fault_latched: bool | None = None
     #: Why the blower runs: off, heater, thermal_purge, auto_filter, requested, fault.
     fan_reason: str | None = None
+    #: Filtration (the blower alone) is requested (``fan.requested_percent`` > 0).
+    filter_requested: bool | None = None
     #: Whether the control lease is held by this bridge (our actor id); False
     #: when no lease is active or another controller holds it.
     lease_owned: bool | None = None

@@ -1041,6 +1041,7 @@ class DragonBreathSimulator(Simulator):
             "heater_on": d.relay_on,
             "fan_on": d.fan_on,
             "fan_reason": d.fan_reason(),
+            "filter_percent": d.filter_percent,
             "relay_switches": d.relay_switches,
             "mode": d.mode,
             "work_on": d.mode != "off",
