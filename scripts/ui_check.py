@@ -421,6 +421,7 @@ def check_power_device(ui: WebUI, page: Page, stack: Stack, report: Report,
         shot(f"drying-{'on' if on else 'off'}")
         ui.close_power_list(page)
         page.wait_for(f"!({item})", 5.0, f"{name}'s power list to close")
+        time.sleep(0.5)  # the closing animation, before the next click on the same button
         return PASS, f"clicked '{device}': Moonraker says {status}, {truth(state)}"
 
     report.run(name, rows[0], lambda: toggle(True))
@@ -433,10 +434,16 @@ def check_power_device(ui: WebUI, page: Page, stack: Stack, report: Report,
 
 def show_power_item(ui: WebUI, page: Page, item: str, what: str) -> None:
     """Open the UI's power-device list unless ``item`` already shows (menus animate)."""
-    for _ in range(3):
+    for attempt in range(3):
         if page.evaluate(js(f"return !!({item});")):
             time.sleep(0.4)  # opening animation: click where it comes to rest
             return
+        if attempt:
+            # Mainsail's power button toggles its menu: a click that met the
+            # menu half closed leaves it shut.  Escape closes whatever is open,
+            # so the next click opens it, as a person would retry.
+            page.press("Escape")
+            time.sleep(0.6)
         ui.open_power_list(page)
         try:
             page.wait_for(item, 3.0, what)
