@@ -470,7 +470,8 @@ JSON_VALUES = st.recursive(
 PATHS = [
     ("mode",), ("state_revision",), ("boot_id",), ("source",), ("firmware",), ("api_version",),
     ("target",), ("target", "effective_c"), ("target", "maximum_c"), ("heater",),
-    ("heater", "output"), ("fan", "reason"), ("sensors",), ("sensors", "chamber"),
+    ("heater", "output"), ("fan", "reason"), ("fan", "requested_percent"),
+    ("sensors",), ("sensors", "chamber"),
     ("sensors", "chamber", "temperature_c"), ("sensors", "ptc", "status"),
     ("drying", "active"), ("drying", "remaining_seconds"), ("config", "comms_ms"),
     ("control",), ("control", "lease"), ("control", "lease", "owner"),
