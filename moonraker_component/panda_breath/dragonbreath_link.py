@@ -628,13 +628,17 @@ class DragonBreathLink(DeviceLink):
     def _refuse(self, target: float, reason: str) -> None:
         self.last_refusal = reason
         self._log_limited("target refused: %s" % reason)
-        hook = getattr(self.listener, "refused_target", None)
+        self._call_hook("refused_target", target, reason)
+        self.listener.on_link_changed()
+
+    def _call_hook(self, name: str, *args: Any) -> None:
+        """The listener's optional DragonBreath hook ``name``, if it has one."""
+        hook = getattr(self.listener, name, None)
         if callable(hook):
             try:
-                hook(target, reason)
+                hook(*args)
             except Exception:  # noqa: BLE001 - the listener's problem must not end the session
-                logging.exception("panda_breath [%s]: refused_target hook failed", self.name)
-        self.listener.on_link_changed()
+                logging.exception("panda_breath [%s]: %s hook failed", self.name, name)
 
     def _heat_satisfied(self, target: float) -> bool:
         """The device already heats to ``target`` under our lease: only heartbeats needed."""
@@ -797,12 +801,7 @@ class DragonBreathLink(DeviceLink):
 
     def _request_refused(self, reason: str) -> None:
         self._log_limited(reason)
-        hook = getattr(self.listener, "refused_request", None)
-        if callable(hook):
-            try:
-                hook(reason)
-            except Exception:  # noqa: BLE001 - the listener's problem must not end the session
-                logging.exception("panda_breath [%s]: refused_request hook failed", self.name)
+        self._call_hook("refused_request", reason)
 
     async def _clear_fault(self) -> None:
         for _ in range(MAX_CONFLICTS):
@@ -857,12 +856,7 @@ class DragonBreathLink(DeviceLink):
         if had and lost_reason is not None:
             self.leases_lost += 1
             self._log_limited("lease lost: %s" % lost_reason)
-            hook = getattr(self.listener, "lease_lost", None)
-            if callable(hook):
-                try:
-                    hook(lost_reason)
-                except Exception:  # noqa: BLE001
-                    logging.exception("panda_breath [%s]: lease_lost hook failed", self.name)
+            self._call_hook("lease_lost", lost_reason)
             self.listener.on_link_changed()
 
     async def _heartbeat_loop(self, session: _Session) -> None:
