@@ -14,7 +14,7 @@ import asyncio
 import functools
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from .backoff import Backoff
 from .config import MQTT_FIRMWARES, DeviceConfig, read_device_config
@@ -239,7 +239,7 @@ class PandaBreath:
                     functools.partial(create_filter_device, config, controller))
 
     async def _add_power_device(
-        self, device: PandaBreathDevice, kind: str, what: str, create: Any
+        self, device: PandaBreathDevice, kind: str, what: str, create: Callable[..., Any]
     ) -> Any:
         """Moonraker's power device ``kind`` for ``device``; None (and a warning) if it failed."""
         name = power_device_name(device.cfg.name, kind)
