@@ -16,9 +16,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from panda_breath import esphome_mqtt, stock_mqtt, stock_ws
+from panda_breath.config import FIRMWARES, drying_ranges
 from panda_breath.controller import DryingError
 from panda_breath.esphome_mqtt import EsphomeMqttProtocol
-from panda_breath.model import DRYING_HOURS_RANGE, DRYING_TEMP_RANGE, DeviceReport, FrameError
+from panda_breath.model import DeviceReport, FrameError
 from panda_breath.mqtt_common import _DECIMAL_RE, MAX_PAYLOAD_BYTES, parse_decimal
 from panda_breath.power_devices import drying_request
 from panda_breath.stock_mqtt import StockMqttProtocol
@@ -448,12 +449,19 @@ JSON_VALUES = st.recursive(
 
 
 @DECODERS
-@given(temperature=JSON_VALUES | st.integers(30, 70), hours=JSON_VALUES | st.integers(0, 100))
-def test_a_drying_request_is_a_valid_pair_or_a_drying_error(temperature: Any, hours: Any) -> None:
+@given(temperature=JSON_VALUES | st.integers(20, 80), hours=JSON_VALUES | st.integers(0, 100),
+       firmware=st.sampled_from(FIRMWARES), device_max=st.sampled_from([45.0, 60.0, 70.0]))
+def test_a_drying_request_is_a_valid_pair_or_a_drying_error(
+    temperature: Any, hours: Any, firmware: str, device_max: float
+) -> None:
+    temps, hour_range = drying_ranges(firmware, device_max)
     try:
-        t, h = drying_request(temperature, hours)
+        t, h = drying_request(temperature, hours, temps, hour_range)
     except DryingError as exc:
         assert "must be a whole number" in str(exc)
         return
-    assert DRYING_TEMP_RANGE[0] <= t <= DRYING_TEMP_RANGE[1] and type(t) is int
-    assert DRYING_HOURS_RANGE[0] <= h <= DRYING_HOURS_RANGE[1] and type(h) is int
+    assert temps[0] <= t <= min(temps[1], device_max) and type(t) is int
+    assert hour_range[0] <= h <= hour_range[1] and type(h) is int
+    stock = firmware != "dragonbreath"
+    assert (temps, hour_range) == (((40, min(60, int(device_max))), (1, 99)) if stock
+                                   else ((30, int(device_max)), (1, 12)))

@@ -187,3 +187,27 @@ def test_only_dragonbreath_has_a_filter_device(make_stack) -> None:
     devices = stack.moonraker.get("/machine/device_power/devices")["devices"]
     assert [d["device"] for d in devices] == ["Panda Breath drying"]
     assert stack.device()["filter"] is None
+
+
+def test_drying_takes_dragonbreaths_own_ranges(make_stack) -> None:
+    stack: Stack = make_stack("dragonbreath", printer_extra=MACROS, panda_options={
+        "device_max_temp": 70, "drying_temperature": 65, "drying_hours": 4})
+    # DragonBreath's own PETG preset, 65 °C for 4 h: above the stock firmware's 60.
+    query = urllib.parse.urlencode({"device": "Panda Breath drying", "action": "on"})
+    stack.moonraker.post(f"/machine/device_power/device?{query}")
+    state = stack.wait_sim(lambda s: s["mode"] == "drying", 3.0, what="drying")
+    assert state["drying"]["target"] == 65
+    assert 3 * 3600 < state["drying"]["remaining_seconds"] <= 4 * 3600
+    stack.moonraker.gcode("PANDA_BREATH_DRY_STOP")
+    stack.wait_sim(is_off, 3.0, what="drying stopped")
+    # HelixScreen's dryer goes down to 35 °C; the stock firmware starts at 40, DragonBreath at 30.
+    stack.moonraker.gcode("PANDA_BREATH_DRY_START TEMP=35 HOURS=2")
+    state = stack.wait_sim(lambda s: s["mode"] == "drying", 3.0, what="drying at 35")
+    assert state["drying"]["target"] == 35
+    stack.moonraker.gcode("PANDA_BREATH_DRY_STOP")
+    stack.wait_sim(is_off, 3.0, what="drying stopped")
+    # 24 h is a stock run; DragonBreath runs 1-12 h: an error, not a silent 12.
+    stack.moonraker.gcode("PANDA_BREATH_DRY_START TEMP=50 HOURS=24")
+    wait_until(lambda: any("drying hours must be a whole number from 1 to 12" in line
+                           for line in console_lines(stack)), 3.0, what="the console error")
+    assert is_off(stack.sim.state())

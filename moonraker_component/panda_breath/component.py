@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from .backoff import Backoff
-from .config import MQTT_FIRMWARES, DeviceConfig, read_device_config
+from .config import MQTT_FIRMWARES, DeviceConfig, drying_ranges, read_device_config
 from .controller import KLIPPER_GRACE_S, DeviceController, DryingError, FilterError
 from .dragonbreath_link import DragonBreathLink
 from .esphome_mqtt import EsphomeMqttProtocol
@@ -358,7 +358,9 @@ class PandaBreath:
     async def _start_drying(self, controller: DeviceController, temperature: Any,
                             hours: Any) -> None:
         try:
-            request = drying_request(temperature, hours)
+            cfg = self.devices[controller.name].cfg
+            request = drying_request(
+                temperature, hours, *drying_ranges(cfg.firmware, cfg.device_max_temp))
             # The macro may follow a target change (TURN_OFF_HEATERS) that the
             # KlipperScreen setup forwards only at its next poll: ask first.
             await self.relay.refresh_target(controller)

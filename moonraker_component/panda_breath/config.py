@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import dragonbreath
 from .model import (
     DEVICE_MAX_TARGET,
     DRYING_HOURS_RANGE,
@@ -103,6 +104,17 @@ def _clean(exc: BaseException) -> str:
     return text.splitlines()[-1] if text else type(exc).__name__
 
 
+def drying_ranges(
+    firmware: str, device_max_temp: float
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The whole °C and hours a firmware's drying cycle takes (°C within ``device_max_temp``)."""
+    if firmware == "dragonbreath":
+        temps, hours = dragonbreath.DRYING_TEMP_RANGE, dragonbreath.DRYING_HOURS_RANGE
+    else:
+        temps, hours = DRYING_TEMP_RANGE, DRYING_HOURS_RANGE
+    return (temps[0], min(temps[1], int(device_max_temp))), hours
+
+
 def read_device_config(config: Any) -> DeviceConfig:
     section = config.get_name()
     parts = section.split(maxsplit=1)
@@ -173,13 +185,12 @@ def read_device_config(config: Any) -> DeviceConfig:
         config.getfloat, "regulation_interval", 60.0, minval=5.0, maxval=600.0
     )
     # The power device "Panda Breath drying": the device's own drying cycle.
+    temp_range, hours_range = drying_ranges(cfg.firmware, cfg.device_max_temp)
     cfg.drying_temperature = reader.read(
-        config.getint, "drying_temperature", 55, minval=DRYING_TEMP_RANGE[0],
-        maxval=min(DRYING_TEMP_RANGE[1], int(cfg.device_max_temp)),
+        config.getint, "drying_temperature", 55, minval=temp_range[0], maxval=temp_range[1],
     )
     cfg.drying_hours = reader.read(
-        config.getint, "drying_hours", 6, minval=DRYING_HOURS_RANGE[0],
-        maxval=DRYING_HOURS_RANGE[1],
+        config.getint, "drying_hours", 6, minval=hours_range[0], maxval=hours_range[1],
     )
     # DragonBreath: its API token (sent as X-DragonBreath-Auth, never logged)
     # and the host lease the device's watchdog enforces.

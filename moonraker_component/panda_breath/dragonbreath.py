@@ -69,6 +69,8 @@ MAX_TARGET_C = 70
 COMMS_S_RANGE = (10, 300)
 #: ``drying_start`` hours: integers 1..12.
 DRYING_HOURS_RANGE = (1, 12)
+#: ``drying_start`` target: a heat target like any other (at least 30 °C, at most 70).
+DRYING_TEMP_RANGE = (MIN_TARGET_C, MAX_TARGET_C)
 #: The helper's fixed cadence; a bridge must also stay within a third of comms_ms.
 MAX_HEARTBEAT_INTERVAL_S = 30.0
 #: Never heartbeat faster than this, whatever a device (or simulator) says.

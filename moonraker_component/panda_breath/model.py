@@ -150,7 +150,8 @@ def clamp_target(target: float, limit: float) -> float:
     return min(target, limit)
 
 
-#: What the stock firmware accepts for a drying cycle (web UI and HA ranges).
+#: What the stock firmware accepts for a drying cycle (web UI and HA ranges);
+#: DragonBreath has its own (``dragonbreath.DRYING_*_RANGE``).
 DRYING_TEMP_RANGE = (40, 60)
 DRYING_HOURS_RANGE = (1, 99)
 

@@ -23,7 +23,6 @@ import logging
 from typing import TYPE_CHECKING, Any, Callable
 
 from .controller import DeviceController, DryingError, FilterError
-from .model import DRYING_HOURS_RANGE, DRYING_TEMP_RANGE
 
 if TYPE_CHECKING:
     from moonraker.confighelper import ConfigHelper
@@ -32,11 +31,14 @@ if TYPE_CHECKING:
 DEVICE_TYPE = "panda_breath"
 
 
-def drying_request(temperature: Any, hours: Any) -> tuple[int, int]:
-    """A macro's TEMP and HOURS as whole numbers in range; DryingError says what is wrong."""
+def drying_request(
+    temperature: Any, hours: Any, temp_range: tuple[int, int], hours_range: tuple[int, int]
+) -> tuple[int, int]:
+    """A macro's TEMP and HOURS as whole numbers within the firmware's ranges
+    (``config.drying_ranges``); DryingError says what is wrong."""
     values = []
-    for name, value, (low, high) in (("temperature", temperature, DRYING_TEMP_RANGE),
-                                     ("hours", hours, DRYING_HOURS_RANGE)):
+    for name, value, (low, high) in (("temperature", temperature, temp_range),
+                                     ("hours", hours, hours_range)):
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise DryingError("drying %s must be a whole number from %d to %d, not %r"
                               % (name, low, high, value))
