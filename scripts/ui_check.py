@@ -34,7 +34,6 @@ import sys
 import tempfile
 import time
 import traceback
-import urllib.parse
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -330,11 +329,6 @@ def drying_device(stack: Stack) -> tuple[str | None, str]:
                   f"(it lists: {', '.join(names) or 'none'})")
 
 
-def power_status(stack: Stack, device: str) -> str:
-    devices = stack.moonraker.get("/machine/device_power/devices")["devices"]
-    return next((d["status"] for d in devices if d["device"] == device), "missing")
-
-
 def check_web_ui(ui: WebUI, url: str, browser: Chromium, stack: Stack, report: Report) -> None:
     out = report.out
     name = ui.name
@@ -414,8 +408,9 @@ def check_power_device(ui: WebUI, page: Page, stack: Stack, report: Report,
         confirm_dialog(page)
         want, what = (is_drying, "the device drying") if on else (is_off, "the device off")
         state = stack.wait_sim(want, FOLLOW_TIMEOUT, what)
-        status = wait_until(lambda: (s := power_status(stack, device)) == ("on" if on else "off")
-                            and s, 5.0, what=f"Moonraker's '{device}' status")
+        wanted = "on" if on else "off"
+        status = wait_until(lambda: (s := stack.moonraker.power_status(device)) == wanted and s,
+                            5.0, what=f"Moonraker's '{device}' status")
         time.sleep(0.8)  # the UI's switch follows Moonraker's notification
         show_power_item(ui, page, item, f"'{device}' in {name}'s power list")
         shot(f"drying-{'on' if on else 'off'}")
@@ -427,8 +422,7 @@ def check_power_device(ui: WebUI, page: Page, stack: Stack, report: Report,
     report.run(name, rows[0], lambda: toggle(True))
     report.run(name, rows[1], lambda: toggle(False))
     if is_drying(stack.sim.state()):  # leave the device as found for the next UI
-        stack.moonraker.post("/machine/device_power/device?"
-                             + urllib.parse.urlencode({"device": device, "action": "off"}))
+        stack.moonraker.power(device, "off")
         stack.wait_sim(is_off, FOLLOW_TIMEOUT, "the device off")
 
 

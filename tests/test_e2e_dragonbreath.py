@@ -7,7 +7,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-import urllib.parse
 
 import pytest
 from testbed import ROOT, wait_until
@@ -133,13 +132,11 @@ FILTER = "Panda Breath filter"
 
 
 def filter_power(stack: Stack, action: str) -> dict:
-    query = urllib.parse.urlencode({"device": FILTER, "action": action})
-    return stack.moonraker.post(f"/machine/device_power/device?{query}")
+    return stack.moonraker.power(FILTER, action)
 
 
 def filter_status(stack: Stack) -> str:
-    devices = stack.moonraker.get("/machine/device_power/devices")["devices"]
-    return next(d["status"] for d in devices if d["device"] == FILTER)
+    return stack.moonraker.power_status(FILTER)
 
 
 def console_lines(stack: Stack) -> list[str]:
@@ -193,8 +190,7 @@ def test_drying_takes_dragonbreaths_own_ranges(make_stack) -> None:
     stack: Stack = make_stack("dragonbreath", printer_extra=MACROS, panda_options={
         "device_max_temp": 70, "drying_temperature": 65, "drying_hours": 4})
     # DragonBreath's own PETG preset, 65 °C for 4 h: above the stock firmware's 60.
-    query = urllib.parse.urlencode({"device": "Panda Breath drying", "action": "on"})
-    stack.moonraker.post(f"/machine/device_power/device?{query}")
+    stack.moonraker.power("Panda Breath drying", "on")
     state = stack.wait_sim(lambda s: s["mode"] == "drying", 3.0, what="drying")
     assert state["drying"]["target"] == 65
     assert 3 * 3600 < state["drying"]["remaining_seconds"] <= 4 * 3600

@@ -7,7 +7,6 @@ KlipperScreen and Home Assistant use it), real klippy, the simulator.
 from __future__ import annotations
 
 import time
-import urllib.parse
 
 import pytest
 from testbed import wait_until
@@ -18,13 +17,11 @@ DEVICE = "Panda Breath drying"
 
 
 def power(stack: Stack, action: str) -> dict:
-    query = urllib.parse.urlencode({"device": DEVICE, "action": action})
-    return stack.moonraker.post(f"/machine/device_power/device?{query}")
+    return stack.moonraker.power(DEVICE, action)
 
 
 def power_status(stack: Stack) -> str:
-    devices = stack.moonraker.get("/machine/device_power/devices")["devices"]
-    return next(d["status"] for d in devices if d["device"] == DEVICE)
+    return stack.moonraker.power_status(DEVICE)
 
 
 def drying(state: dict) -> bool:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -190,6 +191,16 @@ class Moonraker:
         if name is None:
             return devices
         return devices[name]
+
+    def power(self, device: str, action: str) -> Any:
+        """Switch a Moonraker power device (``on``, ``off``, ``toggle``), as a UI does."""
+        query = urllib.parse.urlencode({"device": device, "action": action})
+        return self.post(f"/machine/device_power/device?{query}")
+
+    def power_status(self, device: str) -> str:
+        """A power device's status as Moonraker lists it; "missing" if it is not listed."""
+        devices = self.get("/machine/device_power/devices")["devices"]
+        return next((d["status"] for d in devices if d["device"] == device), "missing")
 
     def query(self, objects: dict[str, list[str] | None]) -> dict[str, Any]:
         return self.post("/printer/objects/query", {"objects": objects})["status"]
