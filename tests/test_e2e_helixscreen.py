@@ -78,7 +78,7 @@ def test_offline_is_reported_and_helixscreens_four_report_rule(make_stack) -> No
                     "connected: false in HelixScreen's frames")
         # Klipper sends a field only when it changes: one report per outage,
         # however long it lasts, so HelixScreen's banner (4 consecutive
-        # reports) does not rise; the README says so.
+        # reports) does not rise; docs/Frontends.md says so.
         time.sleep(3.0)
         assert panel.connected_reports[-1] is False
         assert panel.offline_run == 1 and not panel.offline
@@ -101,7 +101,7 @@ def test_the_external_control_badge_follows_the_device(make_stack) -> None:
         # changes work_mode alone (work_on stays true); HelixScreen reads its
         # badge only from a frame carrying both fields and Klipper sends only
         # changed fields, so the badge stays until the next switch on or off
-        # (the README says so).
+        # (docs/Frontends.md says so).
         stack.moonraker.gcode("SET_HEATER_TEMPERATURE HEATER=panda_breath TARGET=40")
         stack.wait_sim(lambda s: s["mode"] == "power_on" and s["requested_c"] == 40, 3.0,
                        what="Klipper's target again")
@@ -142,7 +142,7 @@ def test_helixscreens_dryer_commands_and_the_countdown(make_stack, firmware: str
         # HelixScreen reads its badge only from a frame carrying both work_mode
         # and work_on: a start before the device reported off would change
         # work_mode alone (2 -> 3 with work_on staying true), the lag the
-        # README documents.  Wait for the off, as a user's second tap would.
+        # docs/Frontends.md documents.  Wait for the off, as a user's second tap would.
         stack.wait_device(lambda d: d["work_mode"] == 0, 3.0, what="the device off")
         reader.wait(lambda p: p.work_on_reports[-1:] == [False], 3.0, "the panel told off")
         # What HelixScreen's dryer sends.

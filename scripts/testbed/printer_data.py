@@ -14,7 +14,7 @@ as its ``klipper_path``. That is what Moonraker checks: none of its path warning
 ("config_examples"/"docs" path invalid, Klipper's configuration file outside the
 ``config`` folder, G-code path mismatch) appears. ``printer.cfg`` includes the usual
 PAUSE/RESUME/CANCEL_PRINT macros that Mainsail, Fluidd and KlipperScreen look for, and
-the project's M141/M191 macros, as the README tells an owner to set it up.
+the project's M141/M191 macros, as docs/Installation.md tells an owner to set it up.
 """
 
 from __future__ import annotations
