@@ -17,22 +17,24 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from panda_breath_sim import Simulator
+from panda_breath_sim import create_simulator
+from pbsim.core import SimCore
+from pbsim.stock_sim import StockSimulator
 from testbed.mosquitto import Mosquitto
 from websockets.asyncio.client import ClientConnection, connect
 
-SimFactory = Callable[..., Awaitable[Simulator]]
+SimFactory = Callable[..., Awaitable[Any]]
 
 
 @pytest.fixture
 async def make_sim() -> AsyncIterator[SimFactory]:
     """Start in-process simulators (fast frames by default); all are stopped afterwards."""
-    started: list[Simulator] = []
+    started: list[SimCore] = []
 
-    async def factory(**options: Any) -> Simulator:
+    async def factory(**options: Any) -> Any:
         options.setdefault("frame_interval", 0.1)
         options.setdefault("reboot_down_time", 0.3)
-        sim = Simulator(**options)
+        sim = create_simulator(**options)
         await sim.start()
         started.append(sim)
         return sim
@@ -49,7 +51,7 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
         yield instance
 
 
-async def ws_open(sim: Simulator | str, timeout: float = 2.0) -> tuple[ClientConnection, dict]:
+async def ws_open(sim: StockSimulator | str, timeout: float = 2.0) -> tuple[ClientConnection, dict]:
     """Connect a real WebSocket client and return it with the connect snapshot."""
     url = sim if isinstance(sim, str) else sim.ws_url
     ws = await connect(url, open_timeout=timeout, max_size=None, max_queue=None)
@@ -94,7 +96,7 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-async def settle(sim: Simulator, frames: int) -> None:
+async def settle(sim: SimCore, frames: int) -> None:
     """Wait until the simulator has received ``frames`` WS frames in total."""
     await eventually(lambda: sim.state()["frames_received"] >= frames, what=f"{frames} frames")
 

@@ -13,6 +13,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -136,3 +137,57 @@ class MqttLink:
 
     def _paho_message(self, client, userdata, message) -> None:
         self._hop(self.on_message, message.topic, bytes(message.payload), bool(message.retain))
+
+
+class DeviceMqtt:
+    """The device's MQTT client across reboots: a new session per boot (v1.0.4, ESPHome)."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        client_id: str,
+        will_topic: str,
+        subscriptions: list[str],
+        on_connected: Callable[[], None],
+        on_message: Callable[[str, bytes, bool], None],
+    ) -> None:
+        self.broker = broker
+        self.client_id = client_id
+        self.will_topic = will_topic
+        self.subscriptions = subscriptions
+        self.on_connected = on_connected
+        self.on_message = on_message
+        self.link: MqttLink | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.link is not None and self.link.connected
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.link = MqttLink(
+            loop, self.broker, self.client_id, self.will_topic, self.subscriptions,
+            on_connected=self.on_connected, on_message=self.on_message,
+        )
+        self.link.start()
+
+    async def stop(self, power_cut: bool = False) -> None:
+        """Clean (``offline`` announced) or, on a power cut, without DISCONNECT (the will)."""
+        link, self.link = self.link, None
+        if link is not None:
+            await (link.abort() if power_cut else link.stop())
+
+    def publish(self, topic: str, payload: str | bytes, retain: bool = False) -> bool:
+        return self.link is not None and self.link.publish(topic, payload, retain)
+
+    def info(self, counters: dict[str, int]) -> dict[str, Any]:
+        link = self.link
+        return {
+            "broker": str(self.broker),
+            "connected": self.connected,
+            "connects": link.connects if link else 0,
+            "published": link.published if link else 0,
+            "commands_received": counters.get("mqtt_commands_received", 0),
+            "commands_applied": counters.get("mqtt_commands_applied", 0),
+            "commands_ignored": counters.get("mqtt_commands_ignored", 0),
+            "states_published": counters.get("mqtt_states_published", 0),
+        }
