@@ -20,12 +20,7 @@ and D.2).  Two parts:
   ``frame_interval`` (2 s by default), the lease watchdog's tick and the
   control actions tests use to play the world around the device.
 
-Clocks: the thermal model, the drying countdown and the 12 h limit of a
-button power-on run on the model clock (``--time-scale``); the lease, the
-comms watchdog and the stream cadence run on the wall clock, because they
-time the host, which runs at real speed.  ``comms_ms_min`` (a simulator knob,
-default the device's 10 000) lets a test shrink the lease so that many renewals
-fit in a short run.
+The clocks each part runs on are described in ``dragonbreath_sim``.
 
 ASSUMED where the reference is silent: a ``POST /settings`` change does not
 bump the revision; ``off`` when already off with no lease bumps nothing; the

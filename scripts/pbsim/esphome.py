@@ -32,7 +32,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from pbsim.device import DeviceCore, Flash
 from pbsim.hostile import BINARY, NONFINITE, STRANGE_VALUES
@@ -229,8 +231,10 @@ class EsphomeMqtt:
         self._published: dict[str, str] = {}
         self.commands = {
             f"{self.climate}/mode/command": self._mode,
-            f"{self.climate}/target_temperature_low/command": self._low,
-            f"{self.climate}/target_temperature_high/command": self._high,
+            f"{self.climate}/target_temperature_low/command": partial(
+                self._set_point, "target_temperature_low", device.set_low),
+            f"{self.climate}/target_temperature_high/command": partial(
+                self._set_point, "target_temperature_high", device.set_high),
             f"{prefix}/switch/ptc_heater_relay/command": self._relay,
             f"{prefix}/fan/fan/command": self._fan,
             f"{prefix}/fan/fan/speed_level/command": self._fan_speed,
@@ -382,21 +386,15 @@ class EsphomeMqtt:
             return None
         return value if math.isfinite(value) else None
 
-    def _low(self, text: str, outcome: Outcome) -> None:
+    def _set_point(
+        self, name: str, setter: Callable[[float], None], text: str, outcome: Outcome
+    ) -> None:
         value = self._number(text)
         if value is None:
-            outcome.ignore("target_temperature_low", f"can't convert {text!r} to number")
+            outcome.ignore(name, f"can't convert {text!r} to number")
         else:
-            self.device.set_low(value)
-            outcome.apply("target_temperature_low")
-
-    def _high(self, text: str, outcome: Outcome) -> None:
-        value = self._number(text)
-        if value is None:
-            outcome.ignore("target_temperature_high", f"can't convert {text!r} to number")
-        else:
-            self.device.set_high(value)
-            outcome.apply("target_temperature_high")
+            setter(value)
+            outcome.apply(name)
 
     @staticmethod
     def _on_off(text: str, current: bool) -> bool | None:

@@ -16,7 +16,7 @@ from pbsim import hostile
 from pbsim.esphome import EsphomeDevice, EsphomeMqtt, target_band
 from pbsim.journal import Outcome
 from pbsim.listener_sim import ListenerSimulator
-from pbsim.mqtt_link import Broker, DeviceMqtt
+from pbsim.mqtt_link import Broker, MqttLink
 from pbsim.options import SimOptions
 
 
@@ -29,9 +29,9 @@ class EsphomeSimulator(ListenerSimulator):
     def __init__(self, options: SimOptions) -> None:
         super().__init__(options)
         self.esp = EsphomeMqtt(self.device, options.mqtt_prefix or "panda-breath")
-        self.mqtt: DeviceMqtt | None = None
+        self.mqtt: MqttLink | None = None
         if options.mqtt:
-            self.mqtt = DeviceMqtt(
+            self.mqtt = MqttLink(
                 Broker.parse(options.mqtt), f"{self.esp.prefix}-{options.device_id.lower()}",
                 self.esp.status_topic, self.esp.subscriptions,
                 on_connected=self._mqtt_connected, on_message=self._mqtt_message,

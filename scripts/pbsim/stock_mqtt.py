@@ -19,7 +19,7 @@ from typing import Any
 from pbsim.firmware import DRYING_PRESETS, Mode
 from pbsim.hostile import json_payloads
 from pbsim.journal import Journal, Outcome
-from pbsim.mqtt_link import Broker, DeviceMqtt
+from pbsim.mqtt_link import Broker, MqttLink
 from pbsim.stock import StockDevice
 from pbsim.stock_ws import is_number, whole_degrees
 
@@ -40,23 +40,10 @@ class StockMqttProtocol:
     def __init__(self, device: StockDevice, device_id: str, prefix: str = "panda_breath") -> None:
         self.device = device
         self.device_id = device_id
-        self.prefix = prefix
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}/{self.device_id}"
-
-    @property
-    def state_topic(self) -> str:
-        return f"{self.base}/state"
-
-    @property
-    def command_topic(self) -> str:
-        return f"{self.base}/command"
-
-    @property
-    def availability_topic(self) -> str:
-        return f"{self.base}/availability"
+        base = f"{prefix}/{device_id}"
+        self.state_topic = f"{base}/state"
+        self.command_topic = f"{base}/command"
+        self.availability_topic = f"{base}/availability"
 
     def state(self) -> dict[str, Any]:
         d = self.device
@@ -156,7 +143,7 @@ class StockMqttClient:
         self.interval = interval
         self.is_up = is_up
         self.on_changed = on_changed
-        self.session = DeviceMqtt(
+        self.session = MqttLink(
             broker, f"panda_breath_{protocol.device_id}", protocol.availability_topic,
             [protocol.command_topic], on_connected=self.publish_state, on_message=self._message,
         )
