@@ -17,14 +17,16 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pbsim import hostile
 from pbsim.device import FAULT_FIELDS, DeviceCore, Flash
 from pbsim.faults import FAULT_KINDS, ScheduledFault, optional_bool, optional_float
 from pbsim.journal import Journal
-from pbsim.options import SimOptions
 from pbsim.thermal import ThermalModel, ThermalParams
+
+if TYPE_CHECKING:
+    from pbsim.options import SimOptions
 
 log = logging.getLogger("pbsim")
 

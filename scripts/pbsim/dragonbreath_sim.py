@@ -54,7 +54,7 @@ class DragonBreathSimulator(SimCore):
         super().__init__(options)
         self.db_options = options.dragonbreath
         self.device = DragonBreathDevice(self.thermal, self.flash, self.db_options)
-        self.device.on_revision = lambda: self.streams.broadcast("state")
+        self.device.on_revision = self._revision_changed
         self.streams = EventStreams(self.device, self.journal, self.db_options.max_streams)
         self.api = DragonBreathApi(
             self.device, self.journal, self.streams,
@@ -63,6 +63,9 @@ class DragonBreathSimulator(SimCore):
         )
         self.server: HttpServer = HttpServer(
             options.host, options.port, self.api.handle, lambda: not self.refusing())
+
+    def _revision_changed(self) -> None:
+        self.streams.broadcast("state")
 
     # -- the device's own loops ------------------------------------------------------------
     def _loops(self) -> list[Coroutine[Any, Any, None]]:

@@ -229,7 +229,7 @@ class EsphomeMqtt:
         self.last_command_at = time.monotonic()
         self.watchdog_trips = 0
         self._published: dict[str, str] = {}
-        self.commands = {
+        self.commands: dict[str, Callable[[str, Outcome], None]] = {
             f"{self.climate}/mode/command": self._mode,
             f"{self.climate}/target_temperature_low/command": partial(
                 self._set_point, "target_temperature_low", device.set_low),

@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pbsim.core import Action, SimCore
 from pbsim.device import FAULT_READINGS, DeviceCore
 from pbsim.faults import optional_bool, optional_float
 from pbsim.journal import Outcome
-from pbsim.options import SimOptions
 from pbsim.server import Client, SimServer
+
+if TYPE_CHECKING:
+    from pbsim.options import SimOptions
 
 log = logging.getLogger("pbsim")
 
@@ -148,13 +150,11 @@ class ListenerSimulator(SimCore):
         set_temp: float | None = None,
         drying: bool | None = None,
     ) -> list[str]:
-        """A change made at the device: saved to flash, never pushed to WS clients.
+        """A change made at the device (its panel, web UI or Home Assistant), saved to flash.
 
-        ``drying`` is the front panel's Filament Drying button (stock only):
-        true starts the saved custom cycle, false stops it.
-
-        Stock: the front panel (the v1.0.4 state topic shows it at its next
-        publish). ESPHome: its web UI or Home Assistant, published at once.
+        The build says what each input means (``_local_change``; ``drying`` is
+        the stock panel's Filament Drying button) and who hears of it; returns
+        the names applied.
         """
         outcome = Outcome()
         self._local_change(work_on, work_mode, set_temp, drying, outcome)
@@ -170,9 +170,8 @@ class ListenerSimulator(SimCore):
     def emit_temperature(self, value: float) -> float:
         """Set the chamber to ``value`` and report it at once; returns the wall time sent.
 
-        For latency benchmarks: the temperature frame (stock WS), the state
-        message (v1.0.4 MQTT) or the sensor states (ESPHome) go out immediately
-        instead of at the next periodic tick.
+        For latency benchmarks: the build's periodic report (``_report_now``)
+        goes out immediately instead of at the next tick.
         """
         self.thermal.set_temperatures(chamber=float(value))
         sent_at = time.time()
