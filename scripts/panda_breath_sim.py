@@ -4,9 +4,10 @@
 Run ``python scripts/panda_breath_sim.py --port 8080`` and point a client at
 ``ws://127.0.0.1:8080/ws`` (``--firmware dragonbreath``: the DragonBreath HTTP
 API v2 and event stream at ``http://127.0.0.1:8080/api/v2/...``; its own
-control actions are listed in ``pbsim.dragonbreath_sim``: take_over, button_long_press,
-fault, clear_fault, occupy_streams, silence_stream, drop_streams, reboot, refuse,
-slow, auto_print, sensor_fault, comms_ms, set_temps, time_scale, state).
+control actions are listed in ``pbsim.dragonbreath_sim``: take_over,
+button_long_press, fault, clear_fault, occupy_streams, silence_stream,
+drop_streams, reboot, refuse, slow, auto_print, sensor_fault, comms_ms,
+malformed (as hostile telemetry events), set_temps, time_scale, state).
 ``GET /sim/state`` shows the device's true state;
 ``GET /sim/control?action=NAME&param=value`` injects faults (GET only: the
 listener is the ``websockets`` server, whose HTTP side only answers GET).
@@ -14,13 +15,14 @@ listener is the ``websockets`` server, whose HTTP side only answers GET).
 Control actions: drop (how=abort|close), silence (seconds, snapshots=0|1),
 refuse (seconds), occupy (clients, seconds: phantom clients fill the WS slots),
 reboot (down, wipe=0|1, work_on, set_temp, work_mode | mode, low, high),
+(refuse, reboot, malformed, set_temps, time_scale and state are every firmware's)
 malformed (kind=json|types|oversize|binary|deep|huge_number|nonfinite|unicode|
 wrong_root|giant|all, count, size, depth; also published on the MQTT state
 topics), sensor_fault (sensor=ptc|warehouse|heater, code=1 short|2 open|0 clear,
 reading, seconds), clear_faults, button (work_on, work_mode, set_temp; every
 firmware), set_temps (chamber, ptc, ambient), emit_temperature (value: set the
 chamber and report it at once, returns sent_at), time_scale (value), printer
-(state, bed_target, name, host, port), state; plus the shorthand fault kinds
+(state, bed_target, name, host, port; stock only), state; plus the shorthand fault kinds
 ptc_short, ptc_open, warehouse_short, warehouse_open, heater_fault, wrong_types,
 oversize, binary, deep, huge_number, nonfinite, unicode, wrong_root, giant,
 hostile (all malformed kinds), reboot_wipe.
