@@ -235,8 +235,11 @@ class EsphomeMqtt:
                 self._set_point, "target_temperature_low", device.set_low),
             f"{self.climate}/target_temperature_high/command": partial(
                 self._set_point, "target_temperature_high", device.set_high),
-            f"{prefix}/switch/ptc_heater_relay/command": self._relay,
-            f"{prefix}/fan/fan/command": self._fan,
+            f"{prefix}/switch/ptc_heater_relay/command": partial(
+                self._switch, "ptc_heater_relay", "status", lambda: device.relay_on,
+                device.switch_relay),
+            f"{prefix}/fan/fan/command": partial(
+                self._switch, "fan", "state", lambda: device.fan_on, device.switch_fan),
             f"{prefix}/fan/fan/speed_level/command": self._fan_speed,
         }
 
@@ -403,21 +406,17 @@ class EsphomeMqtt:
             return not current
         return {"ON": True, "OFF": False}.get(word)
 
-    def _relay(self, text: str, outcome: Outcome) -> None:
-        on = self._on_off(text, self.device.relay_on)
+    def _switch(
+        self, name: str, what: str, current: Callable[[], bool],
+        switch: Callable[[bool], None], text: str, outcome: Outcome,
+    ) -> None:
+        """An ON/OFF/TOGGLE command for the relay switch or the fan."""
+        on = self._on_off(text, current())
         if on is None:
-            outcome.ignore("ptc_heater_relay", f"unknown status payload {text!r}")
+            outcome.ignore(name, f"unknown {what} payload {text!r}")
         else:
-            self.device.switch_relay(on)
-            outcome.apply("ptc_heater_relay")
-
-    def _fan(self, text: str, outcome: Outcome) -> None:
-        on = self._on_off(text, self.device.fan_on)
-        if on is None:
-            outcome.ignore("fan", f"unknown state payload {text!r}")
-        else:
-            self.device.switch_fan(on)
-            outcome.apply("fan")
+            switch(on)
+            outcome.apply(name)
 
     def _fan_speed(self, text: str, outcome: Outcome) -> None:
         try:
