@@ -4,9 +4,10 @@
 Run ``python scripts/panda_breath_sim.py --port 8080`` and point a client at
 ``ws://127.0.0.1:8080/ws`` (``--firmware dragonbreath``: the DragonBreath HTTP
 API v2 and event stream at ``http://127.0.0.1:8080/api/v2/...``; its own
-control actions are listed in ``pbsim.dragonbreath``: take_over, button_long_press,
-fault, clear_fault, occupy_streams, silence_stream, drop_streams, reboot, refuse,
-slow, auto_print, sensor_fault, comms_ms, set_temps, time_scale, state).
+control actions are listed in ``pbsim.dragonbreath_sim``: take_over,
+button_long_press, fault, clear_fault, occupy_streams, silence_stream,
+drop_streams, reboot, refuse, slow, auto_print, sensor_fault, comms_ms,
+malformed (as hostile telemetry events), set_temps, time_scale, state).
 ``GET /sim/state`` shows the device's true state;
 ``GET /sim/control?action=NAME&param=value`` injects faults (GET only: the
 listener is the ``websockets`` server, whose HTTP side only answers GET).
@@ -14,18 +15,19 @@ listener is the ``websockets`` server, whose HTTP side only answers GET).
 Control actions: drop (how=abort|close), silence (seconds, snapshots=0|1),
 refuse (seconds), occupy (clients, seconds: phantom clients fill the WS slots),
 reboot (down, wipe=0|1, work_on, set_temp, work_mode | mode, low, high),
+(refuse, reboot, malformed, set_temps, time_scale and state are every firmware's)
 malformed (kind=json|types|oversize|binary|deep|huge_number|nonfinite|unicode|
 wrong_root|giant|all, count, size, depth; also published on the MQTT state
 topics), sensor_fault (sensor=ptc|warehouse|heater, code=1 short|2 open|0 clear,
 reading, seconds), clear_faults, button (work_on, work_mode, set_temp; every
 firmware), set_temps (chamber, ptc, ambient), emit_temperature (value: set the
 chamber and report it at once, returns sent_at), time_scale (value), printer
-(state, bed_target, name, host, port), state; plus the shorthand fault kinds
+(state, bed_target, name, host, port; stock only), state; plus the shorthand fault kinds
 ptc_short, ptc_open, warehouse_short, warehouse_open, heater_fault, wrong_types,
 oversize, binary, deep, huge_number, nonfinite, unicode, wrong_root, giant,
 hostile (all malformed kinds), reboot_wipe.
 
-From Python: ``from panda_breath_sim import Simulator`` (see pbsim.simulator).
+From Python: ``from panda_breath_sim import create_simulator`` (see pbsim.simulator).
 """
 
 from __future__ import annotations
@@ -37,22 +39,19 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pbsim import (  # noqa: E402 - after the path set-up for direct execution
-    FIRMWARES,
+from pbsim.dragonbreath import DragonBreathOptions  # noqa: E402 - after the path set-up
+from pbsim.esphome import EsphomeOptions  # noqa: E402
+from pbsim.faults import FAULT_KINDS, ScheduledFault  # noqa: E402
+from pbsim.options import SimOptions  # noqa: E402
+from pbsim.secrets import (  # noqa: E402
     SECRET_AP_PASSWORD,
     SECRET_STRINGS,
     SECRET_WIFI_PASSWORD,
-    SimOptions,
-    Simulator,
 )
-from pbsim.dragonbreath import FIRMWARE_NAME as DRAGONBREATH  # noqa: E402
-from pbsim.dragonbreath import DragonBreathOptions  # noqa: E402
-from pbsim.esphome import EsphomeOptions  # noqa: E402
-from pbsim.faults import FAULT_KINDS, ScheduledFault  # noqa: E402
+from pbsim.simulator import PERSONALITIES, create_simulator  # noqa: E402
 from pbsim.stock_ws import WsOptions  # noqa: E402
 
 __all__ = [
@@ -60,8 +59,8 @@ __all__ = [
     "SECRET_STRINGS",
     "SECRET_WIFI_PASSWORD",
     "SimOptions",
-    "Simulator",
     "build_parser",
+    "create_simulator",
     "main",
     "options_from_args",
 ]
@@ -92,7 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("listener and device")
     g.add_argument("--host", default="127.0.0.1")
     g.add_argument("--port", type=int, default=8080, help="HTTP/WebSocket port (0: any free)")
-    g.add_argument("--firmware", choices=[*FIRMWARES, DRAGONBREATH], default="v1.0.3")
+    g.add_argument("--firmware", choices=list(PERSONALITIES), default="v1.0.3")
     g.add_argument("--time-scale", type=float, default=1.0,
                    help="model clock speed-up (thermal model, drying timer)")
     g.add_argument("--frame-interval", type=float, default=None,
@@ -211,6 +210,7 @@ def options_from_args(args: argparse.Namespace) -> SimOptions:
             host_topic=args.esphome_host_topic,
             command_timeout=args.esphome_command_timeout,
         ),
+        dragonbreath=dragonbreath_options(args),
     )
 
 
@@ -222,10 +222,8 @@ async def _watch_parent(stop: asyncio.Event) -> None:
     stop.set()
 
 
-def dragonbreath_overrides(args: argparse.Namespace) -> dict[str, DragonBreathOptions]:
-    """The ``--db-*`` options as ``Simulator(dragonbreath=...)``; empty for other firmwares."""
-    if args.firmware != DRAGONBREATH:
-        return {}
+def dragonbreath_options(args: argparse.Namespace) -> DragonBreathOptions:
+    """The ``--db-*`` options given; the device's defaults for the rest."""
     options = DragonBreathOptions()
     for name, value in (("token", args.db_token), ("comms_ms", args.db_comms_ms),
                         ("comms_ms_min", args.db_comms_ms_min),
@@ -233,13 +231,11 @@ def dragonbreath_overrides(args: argparse.Namespace) -> dict[str, DragonBreathOp
                         ("response_delay", args.db_response_delay)):
         if value is not None:
             setattr(options, name, value)
-    return {"dragonbreath": options}
+    return options
 
 
-async def _run(
-    options: SimOptions, exit_with_parent: bool = False, extra: dict[str, Any] | None = None
-) -> None:
-    sim = Simulator(options, **(extra or {}))
+async def _run(options: SimOptions, exit_with_parent: bool = False) -> None:
+    sim = create_simulator(options)
     await sim.start()
     print(f"panda_breath_sim ready on {sim.base_url} firmware={options.firmware}", flush=True)
     stop = asyncio.Event()
@@ -264,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         options = options_from_args(args)
-        asyncio.run(_run(options, args.exit_with_parent, dragonbreath_overrides(args)))
+        asyncio.run(_run(options, args.exit_with_parent))
     except ValueError as exc:
         print(f"panda_breath_sim: {exc}", file=sys.stderr)
         return 2

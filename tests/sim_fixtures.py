@@ -10,6 +10,8 @@ import asyncio
 import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,22 +19,24 @@ from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
-from panda_breath_sim import Simulator
+from panda_breath_sim import create_simulator
+from pbsim.core import SimCore
+from pbsim.stock_sim import StockSimulator
 from testbed.mosquitto import Mosquitto
 from websockets.asyncio.client import ClientConnection, connect
 
-SimFactory = Callable[..., Awaitable[Simulator]]
+SimFactory = Callable[..., Awaitable[Any]]
 
 
 @pytest.fixture
 async def make_sim() -> AsyncIterator[SimFactory]:
     """Start in-process simulators (fast frames by default); all are stopped afterwards."""
-    started: list[Simulator] = []
+    started: list[SimCore] = []
 
-    async def factory(**options: Any) -> Simulator:
+    async def factory(**options: Any) -> Any:
         options.setdefault("frame_interval", 0.1)
         options.setdefault("reboot_down_time", 0.3)
-        sim = Simulator(**options)
+        sim = create_simulator(**options)
         await sim.start()
         started.append(sim)
         return sim
@@ -49,12 +53,21 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
         yield instance
 
 
-async def ws_open(sim: Simulator | str, timeout: float = 2.0) -> tuple[ClientConnection, dict]:
+async def ws_open(sim: StockSimulator | str, timeout: float = 2.0) -> tuple[ClientConnection, dict]:
     """Connect a real WebSocket client and return it with the connect snapshot."""
     url = sim if isinstance(sim, str) else sim.ws_url
     ws = await connect(url, open_timeout=timeout, max_size=None, max_queue=None)
     snapshot = json.loads(await asyncio.wait_for(ws.recv(), timeout))
     return ws, snapshot
+
+
+def http_get(url: str) -> tuple[int, dict]:
+    """A blocking GET (run it in a thread): the status and the JSON body, errors included."""
+    try:
+        with urllib.request.urlopen(url, timeout=3) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 async def recv_json(ws: ClientConnection, timeout: float = 2.0) -> Any:
@@ -94,7 +107,7 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
-async def settle(sim: Simulator, frames: int) -> None:
+async def settle(sim: SimCore, frames: int) -> None:
     """Wait until the simulator has received ``frames`` WS frames in total."""
     await eventually(lambda: sim.state()["frames_received"] >= frames, what=f"{frames} frames")
 
@@ -148,28 +161,30 @@ class MqttProbe:
     def publish(self, topic: str, payload: str, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=0, retain=retain).wait_for_publish(5)
 
+    def _match(self, topic: str, predicate: Callable[[str], bool], after: float) -> Message | None:
+        return next((m for m in self.on(topic) if m.at >= after and predicate(m.payload)), None)
+
+    def _missing(self, topic: str) -> AssertionError:
+        return AssertionError(f"no matching message on {topic}: {self.on(topic)[-3:]}")
+
     async def wait(self, topic: str, predicate: Callable[[str], bool] = bool,
                    timeout: float = 4.0, after: float = 0.0) -> Message:
         """Wait (async) for a message on ``topic`` after ``after`` that matches ``predicate``."""
         deadline = time.monotonic() + timeout
-        while True:
-            for m in self.on(topic):
-                if m.at >= after and predicate(m.payload):
-                    return m
+        while (found := self._match(topic, predicate, after)) is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"no matching message on {topic}: {self.on(topic)[-3:]}")
+                raise self._missing(topic)
             await asyncio.sleep(0.02)
+        return found
 
     def wait_sync(self, topic: str, predicate: Callable[[str], bool] = bool,
                   timeout: float = 4.0, after: float = 0.0) -> Message:
         deadline = time.monotonic() + timeout
-        while True:
-            for m in self.on(topic):
-                if m.at >= after and predicate(m.payload):
-                    return m
+        while (found := self._match(topic, predicate, after)) is None:
             if time.monotonic() > deadline:
-                raise AssertionError(f"no matching message on {topic}: {self.on(topic)[-3:]}")
+                raise self._missing(topic)
             time.sleep(0.02)
+        return found
 
     def close(self) -> None:
         self.client.disconnect()

@@ -5,13 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import sim_fixtures
 from pbsim.faults import FAULT_KINDS, ScheduledFault
-from sim_fixtures import collect, eventually, send, settle, ws_open
+from sim_fixtures import collect, eventually, http_get, send, settle, ws_open
 from websockets.exceptions import InvalidStatus
 from websockets.protocol import State
 
@@ -22,13 +20,6 @@ probe_factory = sim_fixtures.probe_factory
 BASE = "panda_breath/ACEBE68FE51C"
 CLIMATE = "panda-breath/climate/chamber"
 
-
-def http_get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 # -- button: a change made at the device ----------------------------------------------------

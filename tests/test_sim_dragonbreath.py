@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sim_fixtures
 from panda_breath import dragonbreath as db
+from pbsim.dragonbreath_api import state_json
 from pbsim.hostile import KINDS
 from sim_fixtures import eventually
 from testbed.sim import SimProcess
@@ -312,7 +313,7 @@ async def test_hostile_events_keep_the_streams_framing(make_sim):
         await eventually(lambda w=wanted: len(stream.events) >= w, what=kind)
         hostile = [e.data for e in stream.events[before:wanted]]
         assert all(e.event == "telemetry" for e in stream.events[before:]), kind
-        assert all(data != json.dumps(sim.device.state_json()) for data in hostile), kind
+        assert all(data != json.dumps(state_json(sim.device)) for data in hostile), kind
     # Still one stream, framed as before: the next telemetry event is a state.
     count = len(stream.events)
     await eventually(lambda: len(stream.events) > count, what="normal telemetry")

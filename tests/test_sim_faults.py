@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import sim_fixtures
-from sim_fixtures import collect, eventually, recv_json, send, settle, ws_open
+from sim_fixtures import collect, eventually, http_get, recv_json, send, settle, ws_open
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
@@ -22,13 +20,6 @@ async def heat(ws, target: int = 45) -> None:
     for key, value in (("work_mode", 2), ("set_temp", target), ("work_on", True)):
         await send(ws, {"settings": {key: value}})
 
-
-def http_get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 async def test_silence_keeps_socket_open_and_commands_apply(make_sim):

@@ -11,14 +11,12 @@ import asyncio
 import json
 import math
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 import sim_fixtures
 from pbsim.faults import FAULT_KINDS, ScheduledFault
 from pbsim.hostile import HUGE_NUMBER, KINDS, NEW_KINDS
-from sim_fixtures import collect, eventually, recv_json, ws_open
+from sim_fixtures import collect, eventually, http_get, recv_json, ws_open
 from tornado.websocket import websocket_connect
 from websockets.protocol import State
 
@@ -44,13 +42,6 @@ def strict_json(text: str) -> object:
 
     return json.loads(text, parse_constant=reject)
 
-
-def http_get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 async def recv_text(ws) -> str:

@@ -69,10 +69,10 @@ async def test_periodic_frames_whole_degrees_at_cadence(make_sim):
 
 
 async def test_default_frame_interval_is_two_seconds():
-    from panda_breath_sim import Simulator
+    from panda_breath_sim import create_simulator
 
-    assert Simulator().frame_interval == 2.0
-    assert Simulator(firmware="esphome").frame_interval == 5.0
+    assert create_simulator().frame_interval == 2.0
+    assert create_simulator(firmware="esphome").frame_interval == 5.0
 
 
 async def test_periodic_options_cal_temp_state_and_v104(make_sim):

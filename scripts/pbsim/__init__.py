@@ -2,37 +2,27 @@
 
 The simulator is a faithful peer of the real device: it speaks the stock
 WebSocket protocol (v1.0.0 .. v1.0.4, with each build's quirks), the v1.0.4
-native MQTT interface and the ESPHome MQTT topics, and runs a thermal model so
-that heating is observable. One concept per module:
+native MQTT interface, the ESPHome MQTT topics and the DragonBreath HTTP API,
+and runs a thermal model so that heating is observable. One concept per module:
 
+- ``core``      ``SimCore``: what every personality shares (thermal model, flash,
+  journal, life cycle, reboot, the fault switches, control dispatch, ``/sim/state``)
+- ``options``   ``SimOptions``: everything the CLI can set
+- ``simulator`` ``create_simulator``: the personality for a firmware name
 - ``thermal``   chamber air / PTC element physics
-- ``firmware``  what differs between the firmware builds
-- ``device``    the parts every firmware shares (clock, relay, faults, flash)
-- ``stock``     the stock firmware's settings, control loop and drying timer
-- ``stock_ws``  the stock WebSocket protocol (snapshot, periodic frames, writes)
-- ``stock_mqtt`` the v1.0.4 Home Assistant MQTT interface
-- ``esphome``   the ESPHome build (bang_bang climate over MQTT)
-- ``dragonbreath`` the DragonBreath firmware (HTTP API v2, event stream, lease watchdog);
-  ``Simulator(firmware="dragonbreath")`` builds its ``DragonBreathSimulator``
-- ``http_server`` the small asyncio HTTP/SSE listener DragonBreath is served by
-- ``mqtt_link`` a paho client bridged onto the asyncio loop
+- ``device``    the hardware every firmware shares (clock, relay, faults, flash)
+- ``listener_sim`` the builds served by ``server`` (stock, ESPHome): drop,
+  silence, occupy, the front-panel button
+- stock: ``firmware`` (what differs between the builds), ``stock`` (settings,
+  control loop, drying timer), ``stock_ws`` (the WebSocket protocol),
+  ``stock_mqtt`` (v1.0.4's Home Assistant interface), ``stock_sim`` (the personality)
+- ESPHome: ``esphome`` (bang_bang climate and its topics), ``esphome_sim`` (the personality)
+- DragonBreath: ``dragonbreath`` (modes, lease, latched faults), ``dragonbreath_api``
+  (HTTP API v2, event streams), ``dragonbreath_sim`` (the personality)
+- transports: ``server`` (WebSocket + ``/sim/*``), ``http_server`` (HTTP/SSE),
+  ``mqtt_link`` (a paho client on the asyncio loop)
 - ``journal``   counters and the log of received frames shown in ``/sim/state``
-- ``server``    the HTTP/WebSocket listener (``/ws``, ``/sim/state``, ``/sim/control``)
-- ``faults``    fault schedules and the control-action table
+- ``faults``    fault schedules and the control-action shorthands
 - ``hostile``   hostile payloads (deep, huge numbers, NaN, unicode, giant, ...)
 - ``secrets``   the fake Wi-Fi/AP passwords the snapshot carries in clear text
-- ``simulator`` the ``Simulator`` that ties them together
 """
-
-from pbsim.firmware import FIRMWARES
-from pbsim.secrets import SECRET_AP_PASSWORD, SECRET_STRINGS, SECRET_WIFI_PASSWORD
-from pbsim.simulator import SimOptions, Simulator
-
-__all__ = [
-    "FIRMWARES",
-    "SECRET_AP_PASSWORD",
-    "SECRET_STRINGS",
-    "SECRET_WIFI_PASSWORD",
-    "SimOptions",
-    "Simulator",
-]

@@ -96,6 +96,10 @@ class DeviceCore:
     def control(self, dt: float) -> None:  # pragma: no cover - firmware supplies it
         raise NotImplementedError
 
+    def boot(self) -> None:  # pragma: no cover - firmware supplies it
+        """Start from the flash as after a power-up."""
+        raise NotImplementedError
+
     def set_relay(self, on: bool) -> None:
         if on != self.relay_on:
             self.relay_on = on

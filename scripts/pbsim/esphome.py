@@ -32,7 +32,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from pbsim.device import DeviceCore, Flash
 from pbsim.hostile import BINARY, NONFINITE, STRANGE_VALUES
@@ -227,12 +229,17 @@ class EsphomeMqtt:
         self.last_command_at = time.monotonic()
         self.watchdog_trips = 0
         self._published: dict[str, str] = {}
-        self.commands = {
+        self.commands: dict[str, Callable[[str, Outcome], None]] = {
             f"{self.climate}/mode/command": self._mode,
-            f"{self.climate}/target_temperature_low/command": self._low,
-            f"{self.climate}/target_temperature_high/command": self._high,
-            f"{prefix}/switch/ptc_heater_relay/command": self._relay,
-            f"{prefix}/fan/fan/command": self._fan,
+            f"{self.climate}/target_temperature_low/command": partial(
+                self._set_point, "target_temperature_low", device.set_low),
+            f"{self.climate}/target_temperature_high/command": partial(
+                self._set_point, "target_temperature_high", device.set_high),
+            f"{prefix}/switch/ptc_heater_relay/command": partial(
+                self._switch, "ptc_heater_relay", "status", lambda: device.relay_on,
+                device.switch_relay),
+            f"{prefix}/fan/fan/command": partial(
+                self._switch, "fan", "state", lambda: device.fan_on, device.switch_fan),
             f"{prefix}/fan/fan/speed_level/command": self._fan_speed,
         }
 
@@ -382,21 +389,15 @@ class EsphomeMqtt:
             return None
         return value if math.isfinite(value) else None
 
-    def _low(self, text: str, outcome: Outcome) -> None:
+    def _set_point(
+        self, name: str, setter: Callable[[float], None], text: str, outcome: Outcome
+    ) -> None:
         value = self._number(text)
         if value is None:
-            outcome.ignore("target_temperature_low", f"can't convert {text!r} to number")
+            outcome.ignore(name, f"can't convert {text!r} to number")
         else:
-            self.device.set_low(value)
-            outcome.apply("target_temperature_low")
-
-    def _high(self, text: str, outcome: Outcome) -> None:
-        value = self._number(text)
-        if value is None:
-            outcome.ignore("target_temperature_high", f"can't convert {text!r} to number")
-        else:
-            self.device.set_high(value)
-            outcome.apply("target_temperature_high")
+            setter(value)
+            outcome.apply(name)
 
     @staticmethod
     def _on_off(text: str, current: bool) -> bool | None:
@@ -405,21 +406,17 @@ class EsphomeMqtt:
             return not current
         return {"ON": True, "OFF": False}.get(word)
 
-    def _relay(self, text: str, outcome: Outcome) -> None:
-        on = self._on_off(text, self.device.relay_on)
+    def _switch(
+        self, name: str, what: str, current: Callable[[], bool],
+        switch: Callable[[bool], None], text: str, outcome: Outcome,
+    ) -> None:
+        """An ON/OFF/TOGGLE command for the relay switch or the fan."""
+        on = self._on_off(text, current())
         if on is None:
-            outcome.ignore("ptc_heater_relay", f"unknown status payload {text!r}")
+            outcome.ignore(name, f"unknown {what} payload {text!r}")
         else:
-            self.device.switch_relay(on)
-            outcome.apply("ptc_heater_relay")
-
-    def _fan(self, text: str, outcome: Outcome) -> None:
-        on = self._on_off(text, self.device.fan_on)
-        if on is None:
-            outcome.ignore("fan", f"unknown state payload {text!r}")
-        else:
-            self.device.switch_fan(on)
-            outcome.apply("fan")
+            switch(on)
+            outcome.apply(name)
 
     def _fan_speed(self, text: str, outcome: Outcome) -> None:
         try:

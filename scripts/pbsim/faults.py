@@ -2,7 +2,7 @@
 
 A scheduled fault is just a control action run at a start-up offset, so the
 CLI, the HTTP endpoint and the Python API share one set of actions (see
-``Simulator.control``).
+``SimCore.control``).
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import logging
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
 
@@ -37,11 +38,13 @@ class Broker:
 
 
 class MqttLink:
-    """One MQTT session of the simulated device: birth on connect, will, subscriptions."""
+    """The simulated device's MQTT client: a new session per boot, birth on connect, will.
+
+    Counters are those of the current session (zero while the device is down).
+    """
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
         broker: Broker,
         client_id: str,
         will_topic: str,
@@ -50,55 +53,62 @@ class MqttLink:
         on_message: Callable[[str, bytes, bool], None],
         keepalive: int = 15,
     ) -> None:
-        self.loop = loop
         self.broker = broker
+        self.client_id = client_id
         self.will_topic = will_topic
         self.subscriptions = subscriptions
         self.on_connected = on_connected
         self.on_message = on_message
+        self.keepalive = keepalive
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
         self.connects = 0
         self.published = 0
-        self.keepalive = keepalive
-        self._client = mqtt.Client(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=client_id,
-            protocol=mqtt.MQTTv311,
-        )
-        self._client.will_set(will_topic, "offline", qos=0, retain=True)
-        self._client.reconnect_delay_set(min_delay=0.2, max_delay=2)  # type: ignore[arg-type]
-        self._client.on_connect = self._paho_connect
-        self._client.on_disconnect = self._paho_disconnect
-        self._client.on_message = self._paho_message
+        self._client: mqtt.Client | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> None:
-        self._client.connect_async(self.broker.host, self.broker.port, keepalive=self.keepalive)
-        self._client.loop_start()
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A new session (the device booted): connect in paho's thread, reconnect on loss."""
+        self.loop = loop
+        client = self._client = mqtt.Client(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv311,
+        )
+        client.will_set(self.will_topic, "offline", qos=0, retain=True)
+        client.reconnect_delay_set(min_delay=0.2, max_delay=2)  # type: ignore[arg-type]
+        client.on_connect = self._paho_connect
+        client.on_disconnect = self._paho_disconnect
+        client.on_message = self._paho_message
+        client.connect_async(self.broker.host, self.broker.port, keepalive=self.keepalive)
+        client.loop_start()
 
-    async def stop(self) -> None:
-        """Clean shutdown: announce ``offline`` (retained), then disconnect."""
-        if self.connected:
-            self._client.publish(self.will_topic, "offline", qos=0, retain=True)
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
+    async def stop(self, power_cut: bool = False) -> None:
+        """End the session: cleanly (``offline`` announced, then DISCONNECT) or, on a
+        power cut, vanish without DISCONNECT so that the broker publishes the will."""
+        client, self._client = self._client, None
+        if client is None:
+            return
+        if power_cut:
+            await asyncio.to_thread(client.loop_stop)
+            sock = client.socket()
+            if isinstance(sock, socket.socket):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+        else:
+            if self.connected:
+                client.publish(self.will_topic, "offline", qos=0, retain=True)
+            client.disconnect()
+            await asyncio.to_thread(client.loop_stop)
         self.connected = False
-
-    async def abort(self) -> None:
-        """Vanish without DISCONNECT (power loss): the broker publishes the will itself."""
-        await asyncio.to_thread(self._client.loop_stop)
-        sock = self._client.socket()
-        if isinstance(sock, socket.socket):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            sock.close()
-        self.connected = False
+        self.connects = self.published = 0
 
     # -- publishing ------------------------------------------------------------------------
     def publish(self, topic: str, payload: str | bytes, retain: bool = False) -> bool:
-        if not self.connected:
+        if not self.connected or self._client is None:
             return False
         self._client.publish(topic, payload, qos=0, retain=retain)
         self.published += 1
@@ -107,6 +117,7 @@ class MqttLink:
     # -- paho thread -> asyncio loop ------------------------------------------------------
     def _hop(self, func: Callable[..., None], *args: object) -> None:
         try:
+            assert self.loop is not None
             self.loop.call_soon_threadsafe(func, *args)
         except RuntimeError:  # loop already closed during shutdown
             pass
@@ -117,22 +128,38 @@ class MqttLink:
             return
         for topic in self.subscriptions:
             client.subscribe(topic, qos=0)
-        self._hop(self._connected)
+        self._hop(self._connected, client)
 
-    def _connected(self) -> None:
+    def _connected(self, client: mqtt.Client) -> None:
+        if client is not self._client:  # that session has ended meanwhile
+            return
         self.connected = True
         self.connects += 1
         log.info("MQTT connected to %s", self.broker)
-        self._client.publish(self.will_topic, "online", qos=0, retain=True)
+        client.publish(self.will_topic, "online", qos=0, retain=True)
         self.on_connected()
 
     def _paho_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        self._hop(self._disconnected, str(reason_code))
+        self._hop(self._disconnected, client, str(reason_code))
 
-    def _disconnected(self, reason: str) -> None:
+    def _disconnected(self, client: mqtt.Client, reason: str) -> None:
+        if client is not self._client:
+            return
         if self.connected:
             log.info("MQTT disconnected from %s (%s)", self.broker, reason)
         self.connected = False
 
     def _paho_message(self, client, userdata, message) -> None:
         self._hop(self.on_message, message.topic, bytes(message.payload), bool(message.retain))
+
+    def info(self, counters: dict[str, int]) -> dict[str, Any]:
+        """The session and the device's MQTT counters, for ``/sim/state``."""
+        return {
+            "broker": str(self.broker),
+            "connected": self.connected,
+            "connects": self.connects,
+            "published": self.published,
+            **{name: counters.get(f"mqtt_{name}", 0) for name in (
+                "commands_received", "commands_applied", "commands_ignored",
+                "states_published")},
+        }

@@ -10,13 +10,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from pbsim.firmware import DRYING_PRESETS, Mode
 from pbsim.hostile import json_payloads
-from pbsim.journal import Outcome
+from pbsim.journal import Journal, Outcome
+from pbsim.mqtt_link import Broker, MqttLink
 from pbsim.stock import StockDevice
 from pbsim.stock_ws import is_number, whole_degrees
 
@@ -37,23 +40,10 @@ class StockMqttProtocol:
     def __init__(self, device: StockDevice, device_id: str, prefix: str = "panda_breath") -> None:
         self.device = device
         self.device_id = device_id
-        self.prefix = prefix
-
-    @property
-    def base(self) -> str:
-        return f"{self.prefix}/{self.device_id}"
-
-    @property
-    def state_topic(self) -> str:
-        return f"{self.base}/state"
-
-    @property
-    def command_topic(self) -> str:
-        return f"{self.base}/command"
-
-    @property
-    def availability_topic(self) -> str:
-        return f"{self.base}/availability"
+        base = f"{prefix}/{device_id}"
+        self.state_topic = f"{base}/state"
+        self.command_topic = f"{base}/command"
+        self.availability_topic = f"{base}/availability"
 
     def state(self) -> dict[str, Any]:
         d = self.device
@@ -135,3 +125,67 @@ class StockMqttProtocol:
             else:
                 outcome.ignore(key, "unknown command key")
         return outcome, data, changed
+
+
+class StockMqttClient:
+    """The v1.0.4 device's MQTT client: its state about twice a second, commands applied.
+
+    ``on_changed`` gets the settings a command changed (the WebSocket side may
+    push them); ``is_up`` says whether the device is running.
+    """
+
+    def __init__(
+        self, protocol: StockMqttProtocol, broker: Broker, journal: Journal,
+        interval: float, is_up: Callable[[], bool], on_changed: Callable[[list[str]], None],
+    ) -> None:
+        self.protocol = protocol
+        self.journal = journal
+        self.interval = interval
+        self.is_up = is_up
+        self.on_changed = on_changed
+        self.session = MqttLink(
+            broker, f"panda_breath_{protocol.device_id}", protocol.availability_topic,
+            [protocol.command_topic], on_connected=self.publish_state, on_message=self._message,
+        )
+
+    async def state_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.publish_state()
+
+    def publish_state(self) -> None:
+        if not self.session.connected or not self.is_up():
+            return
+        self.session.publish(self.protocol.state_topic, json.dumps(self.protocol.state()))
+        self.journal.count("mqtt_states_published")
+
+    def _message(self, topic: str, payload: bytes, retained: bool) -> None:
+        if not self.is_up() or topic != self.protocol.command_topic:
+            return
+        outcome, data, changed = self.protocol.handle(payload)
+        self.journal.record("mqtt", data, outcome, source=topic, changed=changed)
+        self.on_changed(changed)
+
+    def send_hostile(self, kind: str, size: int, depth: int) -> int:
+        """Hostile payloads on the state topic, never retained; returns how many."""
+        if not self.session.connected or not self.is_up():
+            return 0
+        topic = self.protocol.state_topic
+        return sum(
+            self.session.publish(topic, payload)
+            for payload in self.protocol.hostile(kind, size, depth)
+        )
+
+    def ha_status(self) -> dict[str, Any]:
+        """The snapshot's ``ha`` root: the broker the device is set up for."""
+        broker = self.session.broker
+        return {"ip": broker.host, "port": broker.port, "user": "",
+                "state": 1 if self.session.connected else 0}
+
+    def info(self) -> dict[str, Any]:
+        return {
+            **self.session.info(self.journal.counters),
+            "state_topic": self.protocol.state_topic,
+            "command_topic": self.protocol.command_topic,
+            "availability_topic": self.protocol.availability_topic,
+        }
