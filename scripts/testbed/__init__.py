@@ -56,6 +56,20 @@ def stop_process_group(proc: subprocess.Popen[bytes] | None, timeout: float = 10
         proc.wait(5)
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> int | None:
+    """SIGTERM one process (so it runs its exit handlers), SIGKILL it if it is still there
+    after ``timeout``; return its exit code (None when there was no process)."""
+    if proc is None:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return proc.wait(5)
+
+
 class ProcessError(RuntimeError):
     """A real part failed to start or answer; the message names it and its log."""
 

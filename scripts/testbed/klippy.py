@@ -28,7 +28,6 @@ import itertools
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -39,7 +38,7 @@ from typing import Any
 
 from make_klipper_dict import write_dictionary
 
-from testbed import ProcessError, klippy_command
+from testbed import ProcessError, klippy_command, terminate
 from testbed.klipper_mcu import SimulatedMCU
 
 # Longest AF_UNIX path used as is (the limit is about 107 bytes).
@@ -363,13 +362,7 @@ class Klippy:
             client.close()
         self._clients.clear()
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout)
+        terminate(proc, timeout)
         try:
             self.socket_path.unlink()
         except FileNotFoundError:

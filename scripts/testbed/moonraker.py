@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -18,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from . import MOONRAKER_PYTHON, ProcessError, free_port, wait_until
+from . import MOONRAKER_PYTHON, ProcessError, free_port, terminate, wait_until
 
 BASE_CONFIG = """\
 [server]
@@ -135,14 +134,7 @@ class Moonraker:
     def stop(self, timeout: float = 10.0) -> int | None:
         """SIGTERM (Moonraker runs its on_exit hooks), then kill if it hangs."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return None if proc is None else proc.returncode
-        proc.send_signal(signal.SIGTERM)
-        try:
-            return proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            return proc.wait(5)
+        return terminate(proc, timeout)
 
     def __enter__(self) -> Moonraker:
         self.start()

@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from testbed import ProcessError, free_port
+from testbed import ProcessError, free_port, terminate
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
@@ -99,17 +99,8 @@ class Mosquitto:
             time.sleep(0.02)
 
     def stop(self, timeout: float = 5.0) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self.proc = None
+        proc, self.proc = self.proc, None
+        terminate(proc, timeout)
 
     def restart(self, timeout: float = 5.0) -> Mosquitto:
         self.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from testbed import SIMULATOR, ProcessError, free_port, python_executable
+from testbed import SIMULATOR, ProcessError, free_port, python_executable, terminate
 
 
 class SimProcess:
@@ -112,17 +111,8 @@ class SimProcess:
 
     def stop(self, timeout: float = 5.0) -> None:
         """SIGTERM and wait; SIGKILL if it does not exit in ``timeout``."""
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
-        self.proc = None
+        proc, self.proc = self.proc, None
+        terminate(proc, timeout)
 
     def kill(self) -> None:
         """SIGKILL (a power cut): sockets close without goodbye."""
