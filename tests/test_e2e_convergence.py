@@ -10,19 +10,9 @@ from __future__ import annotations
 import time
 
 import pytest
+from stock_device import heating_at, is_off
 from testbed import wait_until
 from testbed.stack import Stack
-
-
-def heating_at(target: int):
-    def check(state: dict) -> bool:
-        return state["work_on"] is True and state["work_mode"] == 2 and state["set_temp"] == target
-
-    return check
-
-
-def is_off(state: dict) -> bool:
-    return state["work_on"] is False
 
 
 def test_a_target_set_after_a_change_at_the_device_is_written_in_full(make_stack) -> None:

@@ -6,16 +6,9 @@ heater takes readings), the simulator.  Same safety as the default setup.
 
 from __future__ import annotations
 
+from stock_device import heating_at, is_off
 from testbed import wait_until
 from testbed.stack import Stack
-
-
-def heating_at(target: int):
-    return lambda s: s["work_on"] is True and s["work_mode"] == 2 and s["set_temp"] == target
-
-
-def is_off(state: dict) -> bool:
-    return state["work_on"] is False
 
 
 def test_klipperscreens_own_command_reaches_the_device_and_every_off_path_works(

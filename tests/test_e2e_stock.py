@@ -10,21 +10,11 @@ import itertools
 import time
 
 import pytest
+from stock_device import heating_at, is_off
 from testbed import wait_until
 from testbed.stack import Stack
 
 SET_45 = "SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45"
-
-
-def heating_at(target: int):
-    def check(state: dict) -> bool:
-        return state["work_on"] is True and state["work_mode"] == 2 and state["set_temp"] == target
-
-    return check
-
-
-def is_off(state: dict) -> bool:
-    return state["work_on"] is False
 
 
 def test_target_reaches_device_within_a_second_and_chamber_warms(make_stack) -> None:

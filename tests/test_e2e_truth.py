@@ -8,16 +8,10 @@ from __future__ import annotations
 
 import time
 
+from stock_device import heating_at
 from testbed import wait_until
 from testbed.moonraker import MoonrakerError
 from testbed.stack import Stack
-
-
-def heating_at(target: int):
-    def check(state: dict) -> bool:
-        return state["work_on"] is True and state["work_mode"] == 2 and state["set_temp"] == target
-
-    return check
 
 
 def test_power_shows_the_commanded_heat_on_the_stock_websocket(make_stack) -> None:
