@@ -228,7 +228,8 @@ def test_status_before_any_reading(fresh_klippy: Klippy) -> None:
 
 def test_update_reply_and_status(moon: KlippyAPIClient) -> None:
     reply = push(
-        moon, "chamber", 31.25, heater_on=True, device_target=40, link="connected", fault=None
+        moon, "chamber", 31.25, heater_on=True, device_target=40, link="connected", fault=None,
+        power=1.0,  # the component infers it where the firmware reports no relay
     )
     assert reply == {"target": 0.0, "heater": "chamber"}
     st = status(moon)
@@ -365,8 +366,10 @@ def test_target_below_the_devices_minimum_refused_at_the_gcode(moon: KlippyAPICl
 
 def test_the_panda_breath_object_has_helixscreens_fields(moon: KlippyAPIClient) -> None:
     assert "panda_breath" in moon.request("objects/list")["objects"]
-    push(moon, "chamber", 33, link="connected", device_target=45.0, work_on=True, work_mode=1,
-         drying=True, drying_remaining=7200.0, drying_temp=50.0, drying_hours=3)
+    push(moon, "chamber", 33, link="connected", device_target=45.0, drying=True,
+         drying_remaining=7200.0, helix={
+             "connected": True, "device_target": 45.0, "work_on": True, "work_mode": 1,
+             "filament_drying_active": True, "filament_temp": 50.0, "filament_timer": 3})
     helix = status(moon, "panda_breath")
     # No heater name has "panda_breath" in it: the first heater is described.
     assert helix["heater"] == CHAMBER
@@ -388,7 +391,8 @@ def test_the_panda_breath_object_describes_the_heater_helixscreen_picks(tmp_path
     klippy.start()
     try:
         with klippy.client() as client:
-            push(client, "panda_breath", 30, link="connected", work_mode=2, work_on=True)
+            push(client, "panda_breath", 30, link="connected",
+                 helix={"connected": True, "work_mode": 2, "work_on": True})
             helix = status(client, "panda_breath")
             assert helix["heater"] == "heater_panda_breath panda_breath"
             assert helix["work_mode"] == 2 and helix["connected"] is True
@@ -518,12 +522,17 @@ BAD_UPDATES: list[tuple[str, dict[str, Any]]] = [
     ("int link", {"heater": "chamber", "temperature": 30, "link": 5}),
     ("dict fault", {"heater": "chamber", "temperature": 30, "fault": {"code": 1}}),
     ("string min_target", {"heater": "chamber", "temperature": 30, "min_target": "30"}),
-    ("string work_on", {"heater": "chamber", "temperature": 30, "work_on": "on"}),
-    ("unknown work_mode", {"heater": "chamber", "temperature": 30, "work_mode": 7}),
-    ("bool work_mode", {"heater": "chamber", "temperature": 30, "work_mode": True}),
-    ("float work_mode", {"heater": "chamber", "temperature": 30, "work_mode": 2.0}),
-    ("list work_mode", {"heater": "chamber", "temperature": 30, "work_mode": [2]}),
-    ("nan drying_hours", {"heater": "chamber", "temperature": 30, "drying_hours": math.nan}),
+    ("string max_target", {"heater": "chamber", "temperature": 30, "max_target": "60"}),
+    ("list helix", {"heater": "chamber", "temperature": 30, "helix": [1]}),
+    ("string work_on", {"heater": "chamber", "temperature": 30, "helix": {"work_on": "on"}}),
+    ("unknown work_mode", {"heater": "chamber", "temperature": 30, "helix": {"work_mode": 7}}),
+    ("bool work_mode", {"heater": "chamber", "temperature": 30, "helix": {"work_mode": True}}),
+    ("float work_mode", {"heater": "chamber", "temperature": 30, "helix": {"work_mode": 2.0}}),
+    ("list work_mode", {"heater": "chamber", "temperature": 30, "helix": {"work_mode": [2]}}),
+    ("nan filament_temp",
+     {"heater": "chamber", "temperature": 30, "helix": {"filament_temp": math.nan}}),
+    ("float filament_timer",
+     {"heater": "chamber", "temperature": 30, "helix": {"filament_timer": 3.5}}),
     ("list error", {"heater": "chamber", "temperature": 30, "error": ["x"]}),
     ("int external_control", {"heater": "chamber", "temperature": 30, "external_control": 1}),
 ]
@@ -534,7 +543,9 @@ def test_bad_update_gets_error_reply_and_printer_stays_ready(
     moon: KlippyAPIClient, params: dict[str, Any]
 ) -> None:
     push(moon, "chamber", 22)
-    non_finite = any(isinstance(v, float) and not math.isfinite(v) for v in params.values())
+    helix = params.get("helix")
+    values = [*params.values(), *(helix.values() if isinstance(helix, dict) else [])]
+    non_finite = any(isinstance(v, float) and not math.isfinite(v) for v in values)
     try:
         moon.request(UPDATE, params)
     except KlippyError as err:
