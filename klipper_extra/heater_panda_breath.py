@@ -4,41 +4,32 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 #
-# The device regulates itself and the [panda_breath] Moonraker component
-# decides everything about it.  This module makes it look like a Klipper
-# heater: the component pushes one state per heater (a reading, if any, and
-# what Klipper shows) to "heater_panda_breath/update"; this module stores and
-# reports it, refuses targets outside the device's pushed range and forwards
-# target changes to the "panda_breath_set_target" remote method.  No network
-# code, no thread.  [heater_panda_breath NAME] is this module's own heater;
-# a bare [heater_panda_breath] is the [heater_generic NAME] setup of
-# panda_breath_generic.py (for KlipperScreen).
+# The [panda_breath] Moonraker component decides; this module stores what it
+# pushes (a reading, if any, and what Klipper shows), refuses targets outside
+# the device's pushed range and forwards targets.  No network code, no thread.
+# A bare [heater_panda_breath] is the setup of panda_breath_generic.py.
 import logging
 import math
 
-UPDATE_ENDPOINT = "heater_panda_breath/update"
-REMOTE_METHOD = "panda_breath_set_target"
-ROUTER_NAME = "heater_panda_breath_update"
-HELIX_OBJECT = "panda_breath"
+UPDATE_ENDPOINT, ROUTER_NAME = ("heater_panda_breath/update",
+                                "heater_panda_breath_update")
+REMOTE_METHOD, HELIX_OBJECT = "panda_breath_set_target", "panda_breath"
 HELIX_NAME_TOKENS = ("panda_breath", "pandabreath")
 CHECK_INTERVAL, STALE_TIMEOUT, KELVIN_TO_CELSIUS = 1., 30., -273.15
 DEVICE_MAX_TEMP, PATCHED_DEVICE_MAX_TEMP = 60., 70.
-# max_temp is the reading limit, as for any Klipper heater, well above the
-# device's ceiling: the device overshoots and a hot bed warms a closed chamber
-# past 60 C on its own; neither should stop a print.
-DEFAULT_MAX_TEMP = 80.
+# max_temp, the reading limit, is above the device's ceiling: the device
+# overshoots, and a hot bed warms a closed chamber past 60 C on its own.
+DEFAULT_MAX_TEMP, MAX_ERROR_CHARS = 80., 300
 STALE_HINT = ("is the [panda_breath] Moonraker component running and"
               " connected to the device?")
-MAX_ERROR_CHARS = 300
 try:
     # Python 2 klippy decodes JSON strings as unicode
     TEXT = (str, unicode)  # noqa: F821
 except NameError:
     TEXT = (str,)
 
-# What a push may carry: name -> (accepted types, what an error says is
-# expected, (lowest, highest) or None, value when absent).  Numbers are
-# finite; a bool is never a number.
+# A push: name -> (accepted types, what an error says is expected, (lowest,
+# highest) or None, value when absent); numbers finite, bools no numbers.
 NUMBER = ((int, float), "a finite number", None)
 BOOL = ((bool,), "true or false", None)
 STRING = (TEXT, "a string", None)
@@ -51,49 +42,42 @@ FIELDS = {
     'external_control': STRING_OR_NULL + (None,), 'drying': BOOL + (False,),
     'drying_remaining': NUMBER + (None,), 'min_target': NUMBER + (None,),
     'max_target': NUMBER + (None,), 'helix': ((dict,), "an object", None, None)}
-# The "panda_breath" object as HelixScreen's panda_breath backend reads it;
-# 'connected' is pushed as the link's, and shown only while readings are fresh.
+# The "panda_breath" object as HelixScreen reads it ('connected': the link's)
 HELIX_FIELDS = {
     'connected': BOOL + (False,), 'work_on': BOOL + (False,),
     'work_mode': ((int,), "one of 0, 1, 2, 3", (0, 3), None),
     'device_target': NUMBER + (None,), 'fault': STRING_OR_NULL + (None,),
-    'filament_drying_active': BOOL + (False,),
-    'filament_temp': NUMBER + (None,),
+    'filament_drying_active': BOOL + (False,), 'filament_temp': NUMBER + (None,),
     'filament_timer': ((int,), "whole hours", None, None)}
-# Status fields shown as pushed
 SHOWN = ('power', 'heater_on', 'device_target', 'link', 'fault',
          'external_control', 'drying')
-
 
 def checked(web_request, values, fields, prefix=""):
     # Each value by its row of the table; nothing is applied on an error.
     out = {}
     for name, (types, what, bounds, default) in fields.items():
-        value = values.get(name, None)
-        ok = value is None or type(value) in types
-        if value is not None and ok and type(value) in (int, float):
-            ok = not (math.isnan(value) or math.isinf(value)) and (
-                bounds is None or bounds[0] <= value <= bounds[1])
-        if not ok:
+        value = out[name] = values.get(name, None)
+        if value is None:
+            out[name] = default
+        elif type(value) not in types or type(value) in (int, float) and (
+                math.isnan(value) or math.isinf(value) or bounds is not None
+                and not bounds[0] <= value <= bounds[1]):
             raise web_request.error("Invalid Argument [%s%s]: expected %s,"
                                     " got %r" % (prefix, name, what, value))
-        out[name] = default if value is None else (
-            float(value) if float in types else value)
+        elif float in types:
+            out[name] = float(value)
     return out
 
 class UpdateRouter:
-    # One plain endpoint, not a mux one: webhooks' mux lookup raises
-    # TypeError (a shutdown) on an unhashable "heater", and this endpoint is
-    # reachable through Moonraker.
+    # One plain endpoint, not a mux one: a mux lookup shuts down on an
+    # unhashable "heater", and this endpoint is reachable through Moonraker.
     def __init__(self, printer):
-        self.printer = printer
-        self.heaters = []
+        self.printer, self.heaters = printer, []
         printer.lookup_object('webhooks').register_endpoint(
             UPDATE_ENDPOINT, self._handle_update)
         printer.register_event_handler("klippy:connect", self._handle_connect)
-    def add_heater(self, config, owner):
-        self.heaters.append(PushedState(config, owner))
-        return self.heaters[-1]
+    def add_heater(self, state):
+        self.heaters.append(state)
     def _handle_connect(self):
         # Unless another module (an earlier bridge, say) has the name
         if self.printer.lookup_object(HELIX_OBJECT, None) is None:
@@ -109,14 +93,12 @@ class UpdateRouter:
         found[0].handle_update(web_request)
 
 class HelixStatus:
-    # The heater HelixScreen's discovery picks: the first whose name
-    # contains panda_breath, else the first.
+    # The heater HelixScreen picks: the first named *panda_breath*, else first
     def __init__(self, heaters):
         self.heaters = heaters
     def get_status(self, eventtime):
-        for state in [s for s in self.heaters if any(
-                t in s.short_name.lower() for t in HELIX_NAME_TOKENS)
-                      ] + self.heaters:
+        for state in [s for s in self.heaters if any(t in s.short_name.lower(
+                ) for t in HELIX_NAME_TOKENS)] + self.heaters:
             return state.helix_status(eventtime)
         return {}
 
@@ -126,9 +108,9 @@ def lookup_router(printer):
     return printer.lookup_object(ROUTER_NAME)
 
 class PushedState:
-    # One heater's pushed state, reading age and target forwarding, for both
-    # setups.  The owner (the setup's heater or sensor) answers
-    # current_target(eventtime) and took_reading(temperature, eventtime).
+    # A heater's pushed state, reading age and target forwarding; its owner
+    # (the default heater is its own) answers current_target(eventtime) and
+    # took_reading(temperature, eventtime).
     def __init__(self, config, owner):
         self.printer = config.get_printer()
         self.reactor = self.printer.get_reactor()
@@ -142,21 +124,19 @@ class PushedState:
                                              minval=2.)
         self.state = checked(None, {}, FIELDS)
         self.helix = checked(None, {}, HELIX_FIELDS)
-        self.temperature = self.last_update_time = None
-        self.ready_time = self.drying_end = self.forward_error = None
-        self.reported_stale = False
-        self.printer.register_event_handler("klippy:ready", self._handle_ready)
-    def _handle_ready(self):
-        self.ready_time = self.reactor.monotonic()
+        self.temperature = self.last_update_time = self.ready_time = None
+        self.drying_end = self.forward_error = self.reported_stale = None
+        self.printer.register_event_handler("klippy:ready", lambda: setattr(
+            self, 'ready_time', self.reactor.monotonic()))
+        lookup_router(self.printer).add_heater(self)
     def handle_update(self, web_request):
         state = checked(web_request, web_request, FIELDS)
         self.helix = checked(web_request, state['helix'] or {}, HELIX_FIELDS,
                              "helix.")
         self.state, now = state, self.reactor.monotonic()
-        self.drying_end = None
-        if state['drying'] and state['drying_remaining'] is not None:
-            # Pushed in whole minutes when it changes; counted down here
-            self.drying_end = now + max(0., state['drying_remaining'])
+        # Pushed in whole minutes when it changes; counted down here
+        self.drying_end = None if state['drying_remaining'] is None or not (
+            state['drying']) else now + max(0., state['drying_remaining'])
         if state['error']:
             self.console_error("%s: %s" % (self.full_name, " ".join(
                 state['error'].split())[:MAX_ERROR_CHARS]))
@@ -166,7 +146,6 @@ class PushedState:
         web_request.send({'target': self.owner.current_target(now),
                           'heater': self.short_name})
     def console_error(self, msg):
-        # An error line in the console, as a refused command prints
         logging.info(msg)
         self.printer.lookup_object('gcode').respond_raw("!! " + msg)
     def max_target(self):
@@ -200,11 +179,10 @@ class PushedState:
         if self.forward_error is not None:
             logging.info("%s: forwarding targets to Moonraker again",
                          self.full_name)
-            self.forward_error = None
+        self.forward_error = None
     def reading_age(self, eventtime):
         if self.last_update_time is not None:
             return max(0., eventtime - self.last_update_time)
-        return None
     def is_stale(self, eventtime):
         age = self.reading_age(eventtime)
         return age is None or age > self.stale_timeout
@@ -214,14 +192,14 @@ class PushedState:
         # is accepted, and stale_timeout allowed for it to land.
         age = self.reading_age(eventtime)
         since_ready = eventtime - (self.ready_time or eventtime)
-        if age is not None and age > self.stale_timeout:
-            return "no temperature from Moonraker for %.0fs" % (age,)
-        if age is None and self.ready_time is None:
+        if age is not None:
+            if age > self.stale_timeout:
+                return "no temperature from Moonraker for %.0fs" % (age,)
+        elif self.ready_time is None:
             return "no temperature received from Moonraker yet"
-        if age is None and since_ready > self.stale_timeout:
+        elif since_ready > self.stale_timeout:
             return ("no temperature received from Moonraker in the %.0fs"
                     " since Klipper became ready" % (since_ready,))
-        return None
     def check_stale(self, eventtime, target):
         # Stale while heating shuts down (True); stale at 0 is logged once.
         silence = self.silence(eventtime)
@@ -235,44 +213,38 @@ class PushedState:
         self.reported_stale = silence is not None
         return False
     def check_range(self, temperature, min_temp, max_temp):
-        if temperature < min_temp or temperature > max_temp:
-            limit, limit_temp = "below minimum", min_temp
-            if temperature > max_temp:
-                limit, limit_temp = "above maximum", max_temp
-            self.printer.invoke_shutdown(
-                "%s: temperature %.1f %s temperature of %.1f"
-                % (self.full_name, temperature, limit, limit_temp))
+        for limit, bad in (("below minimum", temperature < min_temp),
+                           ("above maximum", temperature > max_temp)):
+            if bad:
+                self.printer.invoke_shutdown(
+                    "%s: temperature %.1f %s temperature of %.1f" % (
+                        self.full_name, temperature, limit,
+                        min_temp if temperature < min_temp else max_temp))
     def get_status(self, eventtime):
-        age, left = self.reading_age(eventtime), self._drying_left(eventtime)
-        status = dict((name, self.state[name]) for name in SHOWN)
         # Whole seconds: subscribers get at most one change a second
-        status.update({
-            'connected': not self.is_stale(eventtime),
-            'last_update_age': None if age is None else round(age, 0),
-            'forward_error': self.forward_error,
-            'drying_remaining': None if left is None else float(left)})
-        return status
+        age, left = self.reading_age(eventtime), self._drying_left(eventtime)
+        return dict(
+            [(name, self.state[name]) for name in SHOWN],
+            connected=not self.is_stale(eventtime),
+            last_update_age=None if age is None else round(age, 0),
+            forward_error=self.forward_error,
+            drying_remaining=None if left is None else float(left))
     def helix_status(self, eventtime):
-        status = dict(self.helix, heater=self.full_name,
-                      remaining_seconds=self._drying_left(eventtime) or 0)
-        status['connected'] = (self.helix['connected']
-                               and not self.is_stale(eventtime))
-        return status
+        return dict(self.helix, heater=self.full_name,
+                    remaining_seconds=self._drying_left(eventtime) or 0,
+                    connected=self.helix['connected']
+                    and not self.is_stale(eventtime))
     def _drying_left(self, eventtime):
         if self.drying_end is not None:
             return int(max(0., self.drying_end - eventtime) + .5)
-        return None
 
-class PandaBreathHeater:
+class PandaBreathHeater(PushedState):
     # [heater_panda_breath NAME]: a heater whose control is the device
     def __init__(self, config):
-        self.printer = config.get_printer()
-        self.reactor = self.printer.get_reactor()
-        self.full_name = config.get_name()
-        self.name = self.short_name = self.full_name.split()[-1]
+        PushedState.__init__(self, config, self)
+        self.name = self.short_name
         # No control object (Kalico's PID_CALIBRATE looks for it)
         self.mcu_pwm = self.control = None
-        self.pushed = lookup_router(self.printer).add_heater(config, self)
         self.min_temp = config.getfloat('min_temp', 0.,
                                         minval=KELVIN_TO_CELSIUS)
         self.max_temp = config.getfloat('max_temp', DEFAULT_MAX_TEMP,
@@ -298,19 +270,19 @@ class PandaBreathHeater:
                                             self._handle_shutdown)
     def _apply_target(self, target):
         self.target = target
-        self.pushed.forward(target)
+        self.forward(target)
     def _handle_shutdown(self):
         self.reactor.update_timer(self.timer, self.reactor.NEVER)
         self._apply_target(0.)
     def _check_stale(self, eventtime):
-        if (self.printer.is_shutdown()
-                or self.pushed.check_stale(eventtime, self.target)):
+        if self.printer.is_shutdown() or self.check_stale(eventtime,
+                                                          self.target):
             return self.reactor.NEVER
         return eventtime + CHECK_INTERVAL
     def current_target(self, eventtime):
         return self.target
     def took_reading(self, temperature, eventtime):
-        self.pushed.check_range(temperature, self.min_temp, self.max_temp)
+        self.check_range(temperature, self.min_temp, self.max_temp)
     # Heater interface used by heaters.py and its callers
     def get_name(self):
         return self.full_name
@@ -321,8 +293,8 @@ class PandaBreathHeater:
             raise self.printer.command_error(
                 "Requested temperature (%.1f) out of range (%.1f:%.1f)"
                 % (degrees, self.min_temp, self.max_temp))
-        refusal = self.pushed.refusal(degrees)
-        silence = self.pushed.silence(self.reactor.monotonic())
+        refusal = self.refusal(degrees)
+        silence = self.silence(self.reactor.monotonic())
         if degrees and refusal is not None:
             raise self.printer.command_error(refusal[0])
         if degrees and self.printer.is_shutdown():
@@ -338,14 +310,12 @@ class PandaBreathHeater:
         # Used by control code that must not fail: clamp instead of refusing
         if target_temp:
             target_temp = max(self.min_temp, min(
-                self.max_temp, self.pushed.max_target(), target_temp))
-        if self.printer.is_shutdown():
-            target_temp = 0.
-        self._apply_target(target_temp)
+                self.max_temp, self.max_target(), target_temp))
+        self._apply_target(0. if self.printer.is_shutdown() else target_temp)
     def get_temp(self, eventtime):
-        if self.pushed.is_stale(eventtime):
+        if self.is_stale(eventtime):
             return 0., self.target
-        return self.pushed.temperature, self.target
+        return self.temperature, self.target
     def check_busy(self, eventtime):
         temp, target = self.get_temp(eventtime)
         return target > 0. and temp < target - self.tolerance
@@ -357,13 +327,14 @@ class PandaBreathHeater:
             "%s: the Panda Breath regulates its own temperature; PID"
             " calibration is not supported" % (self.full_name,))
     def get_status(self, eventtime):
-        return dict(self.pushed.get_status(eventtime), target=self.target,
-                    temperature=round(self.pushed.temperature or 0., 2))
+        return dict(PushedState.get_status(self, eventtime),
+                    target=self.target,
+                    temperature=round(self.temperature or 0., 2))
     def stats(self, eventtime):
-        is_active = self.target > 0. or bool(self.pushed.state['heater_on'])
-        return is_active, '%s: target=%.0f temp=%.1f pwm=%.3f' % (
-            self.short_name, self.target, self.pushed.temperature or 0.,
-            self.pushed.state['power'])
+        return self.target > 0. or bool(self.state['heater_on']), (
+            '%s: target=%.0f temp=%.1f pwm=%.3f' % (
+                self.short_name, self.target, self.temperature or 0.,
+                self.state['power']))
     cmd_SET_HEATER_TEMPERATURE_help = "Sets a heater temperature"
     def cmd_SET_HEATER_TEMPERATURE(self, gcmd):
         self.printer.lookup_object('heaters').set_temperature(
@@ -379,8 +350,8 @@ def load_config(config):
         raise config.error(
             "[heater_panda_breath] needs panda_breath_generic.py, new in this"
             " version: re-run scripts/install of the Panda Breath bridge")
-    return panda_breath_generic.PandaBreathGeneric(
-        config, lookup_router(config.get_printer()))
+    lookup_router(config.get_printer())  # the endpoint, with or without heaters
+    return panda_breath_generic.PandaBreathGeneric(config, PushedState)
 
 def load_config_prefix(config):
     return PandaBreathHeater(config)

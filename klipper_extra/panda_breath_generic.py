@@ -34,13 +34,13 @@ class PandaBreathSensor:
     # get_report_time_delta).  It hands Klipper's heater every pushed
     # reading, repeats a fresh one each second, and forwards each change of
     # the heater's target.
-    def __init__(self, config, router):
+    def __init__(self, config, state_class):
         self.printer = config.get_printer()
         self.reactor = self.printer.get_reactor()
         self.full_name = config.get_name()
         self.short_name = self.full_name.split()[-1]
         self.config_error = config.error
-        self.pushed = router.add_heater(config, self)
+        self.pushed = state_class(config, self)
         pin = config.get('heater_pin', None)
         want_pin = "%s:%s" % (PIN_CHIP, self.short_name)
         if pin is not None and "".join(pin.split()) != want_pin:
@@ -191,9 +191,9 @@ class PandaBreathGeneric:
     # The bare [heater_panda_breath] section: the "panda_breath" sensor type
     # and pin chip for [heater_generic NAME] sections below it.  Its status
     # (printer.heater_panda_breath) has each such heater's device state.
-    def __init__(self, config, router):
+    def __init__(self, config, state_class):
         self.printer = config.get_printer()
-        self.router = router
+        self.state_class = state_class
         self.sensors = {}
         pheaters = self.printer.load_object(config, 'heaters')
         pheaters.add_sensor_factory(SENSOR_TYPE, self._create_sensor)
@@ -203,7 +203,7 @@ class PandaBreathGeneric:
             raise config.error(
                 "sensor_type: %s is only for [heater_generic NAME] sections,"
                 " not [%s]" % (SENSOR_TYPE, config.get_name()))
-        sensor = PandaBreathSensor(config, self.router)
+        sensor = PandaBreathSensor(config, self.state_class)
         self.sensors[sensor.short_name] = sensor
         return sensor
     # Pin chip interface (pins.register_chip)
