@@ -5,16 +5,14 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 #
 # The [panda_breath] Moonraker component decides; this module stores what it
-# pushes (a reading, if any, and what Klipper shows), refuses targets outside
-# the device's pushed range and forwards targets.  No network code, no thread.
-# A bare [heater_panda_breath] is the setup of panda_breath_generic.py.
+# pushes, refuses targets outside the device's pushed range and forwards
+# targets.  A bare [heater_panda_breath] is panda_breath_generic.py's setup.
 import logging
 import math
 
-UPDATE_ENDPOINT, ROUTER_NAME = ("heater_panda_breath/update",
-                                "heater_panda_breath_update")
+UPDATE_ENDPOINT = "heater_panda_breath/update"
+ROUTER_NAME = "heater_panda_breath_update"
 REMOTE_METHOD, HELIX_OBJECT = "panda_breath_set_target", "panda_breath"
-HELIX_NAME_TOKENS = ("panda_breath", "pandabreath")
 CHECK_INTERVAL, STALE_TIMEOUT, KELVIN_TO_CELSIUS = 1., 30., -273.15
 DEVICE_MAX_TEMP, PATCHED_DEVICE_MAX_TEMP = 60., 70.
 # max_temp, the reading limit, is above the device's ceiling: the device
@@ -23,8 +21,7 @@ DEFAULT_MAX_TEMP, MAX_ERROR_CHARS = 80., 300
 STALE_HINT = ("is the [panda_breath] Moonraker component running and"
               " connected to the device?")
 try:
-    # Python 2 klippy decodes JSON strings as unicode
-    TEXT = (str, unicode)  # noqa: F821
+    TEXT = (str, unicode)  # noqa: F821 - Python 2 klippy's JSON strings
 except NameError:
     TEXT = (str,)
 
@@ -32,8 +29,8 @@ except NameError:
 # highest) or None, value when absent); numbers finite, bools no numbers.
 NUMBER = ((int, float), "a finite number", None)
 BOOL = ((bool,), "true or false", None)
-STRING = (TEXT, "a string", None)
-STRING_OR_NULL = (TEXT, "a string or null", None)
+STRING, STRING_OR_NULL = (TEXT, "a string", None), (TEXT, "a string or null",
+                                                   None)
 FIELDS = {
     'temperature': NUMBER + (None,), 'error': STRING + (None,),
     'power': ((int, float), "0.0 to 1.0", (0., 1.), 0.),
@@ -76,8 +73,6 @@ class UpdateRouter:
         printer.lookup_object('webhooks').register_endpoint(
             UPDATE_ENDPOINT, self._handle_update)
         printer.register_event_handler("klippy:connect", self._handle_connect)
-    def add_heater(self, state):
-        self.heaters.append(state)
     def _handle_connect(self):
         # Unless another module (an earlier bridge, say) has the name
         if self.printer.lookup_object(HELIX_OBJECT, None) is None:
@@ -98,7 +93,7 @@ class HelixStatus:
         self.heaters = heaters
     def get_status(self, eventtime):
         for state in [s for s in self.heaters if any(t in s.short_name.lower(
-                ) for t in HELIX_NAME_TOKENS)] + self.heaters:
+                ) for t in ('panda_breath', 'pandabreath'))] + self.heaters:
             return state.helix_status(eventtime)
         return {}
 
@@ -114,8 +109,7 @@ class PushedState:
     def __init__(self, config, owner):
         self.printer = config.get_printer()
         self.reactor = self.printer.get_reactor()
-        self.owner = owner
-        self.full_name = config.get_name()
+        self.owner, self.full_name = owner, config.get_name()
         self.short_name = self.full_name.split()[-1]
         self.device_max_temp = config.getfloat(
             'device_max_temp', DEVICE_MAX_TEMP, above=0.,
@@ -128,7 +122,7 @@ class PushedState:
         self.drying_end = self.forward_error = self.reported_stale = None
         self.printer.register_event_handler("klippy:ready", lambda: setattr(
             self, 'ready_time', self.reactor.monotonic()))
-        lookup_router(self.printer).add_heater(self)
+        lookup_router(self.printer).heaters.append(self)
     def handle_update(self, web_request):
         state = checked(web_request, web_request, FIELDS)
         self.helix = checked(web_request, state['helix'] or {}, HELIX_FIELDS,
@@ -149,9 +143,9 @@ class PushedState:
         logging.info(msg)
         self.printer.lookup_object('gcode').respond_raw("!! " + msg)
     def max_target(self):
-        pushed = self.state['max_target']
-        return self.device_max_temp if pushed is None else min(
-            pushed, self.device_max_temp)
+        # device_max_temp, or the device's pushed limit if that is lower
+        return min(self.device_max_temp,
+                   self.state['max_target'] or self.device_max_temp)
     def refusal(self, target):
         # A target the device cannot take: (why, the nearest it can take)
         limit, minimum = self.max_target(), self.state['min_target']
@@ -163,23 +157,22 @@ class PushedState:
             return ("%s: target %.1f refused: the device heats only to %.0f"
                     " or more (0 switches it off)"
                     % (self.full_name, target, minimum), 0.)
-        return None
     def forward(self, target):
         # A failure is logged once and shown, never raised: Moonraker
         # reconciles the target from the update replies.
+        error = None
         try:
             self.printer.lookup_object('webhooks').call_remote_method(
                 REMOTE_METHOD, heater=self.short_name, target=target)
         except self.printer.command_error as e:
-            if str(e) != self.forward_error:
-                logging.warning("%s: cannot forward target %.1f: %s",
-                                self.full_name, target, str(e))
-            self.forward_error = str(e)
-            return
-        if self.forward_error is not None:
+            error = str(e)
+        if error is not None and error != self.forward_error:
+            logging.warning("%s: cannot forward target %.1f: %s",
+                            self.full_name, target, error)
+        elif error is None and self.forward_error is not None:
             logging.info("%s: forwarding targets to Moonraker again",
                          self.full_name)
-        self.forward_error = None
+        self.forward_error = error
     def reading_age(self, eventtime):
         if self.last_update_time is not None:
             return max(0., eventtime - self.last_update_time)
@@ -192,12 +185,9 @@ class PushedState:
         # is accepted, and stale_timeout allowed for it to land.
         age = self.reading_age(eventtime)
         since_ready = eventtime - (self.ready_time or eventtime)
-        if age is not None:
-            if age > self.stale_timeout:
-                return "no temperature from Moonraker for %.0fs" % (age,)
-        elif self.ready_time is None:
-            return "no temperature received from Moonraker yet"
-        elif since_ready > self.stale_timeout:
+        if age is not None and age > self.stale_timeout:
+            return "no temperature from Moonraker for %.0fs" % (age,)
+        if age is None and since_ready > self.stale_timeout:
             return ("no temperature received from Moonraker in the %.0fs"
                     " since Klipper became ready" % (since_ready,))
     def check_stale(self, eventtime, target):
@@ -212,14 +202,13 @@ class PushedState:
                          self.full_name, silence)
         self.reported_stale = silence is not None
         return False
-    def check_range(self, temperature, min_temp, max_temp):
-        for limit, bad in (("below minimum", temperature < min_temp),
-                           ("above maximum", temperature > max_temp)):
-            if bad:
-                self.printer.invoke_shutdown(
-                    "%s: temperature %.1f %s temperature of %.1f" % (
-                        self.full_name, temperature, limit,
-                        min_temp if temperature < min_temp else max_temp))
+    def check_range(self, temperature, low, high):
+        limit = (("below minimum", low) if temperature < low
+                 else ("above maximum", high) if temperature > high else None)
+        if limit is not None:
+            self.printer.invoke_shutdown(
+                "%s: temperature %.1f %s temperature of %.1f"
+                % ((self.full_name, temperature) + limit))
     def get_status(self, eventtime):
         # Whole seconds: subscribers get at most one change a second
         age, left = self.reading_age(eventtime), self._drying_left(eventtime)
@@ -242,7 +231,7 @@ class PandaBreathHeater(PushedState):
     # [heater_panda_breath NAME]: a heater whose control is the device
     def __init__(self, config):
         PushedState.__init__(self, config, self)
-        self.name = self.short_name
+        self.name, self.target = self.short_name, 0.
         # No control object (Kalico's PID_CALIBRATE looks for it)
         self.mcu_pwm = self.control = None
         self.min_temp = config.getfloat('min_temp', 0.,
@@ -250,7 +239,6 @@ class PandaBreathHeater(PushedState):
         self.max_temp = config.getfloat('max_temp', DEFAULT_MAX_TEMP,
                                         above=self.min_temp)
         self.tolerance = config.getfloat('tolerance', 1., minval=0.)
-        self.target = 0.
         # Registered with [heaters] the way heaters.py registers a heater
         pheaters = self.printer.load_object(config, 'heaters')
         if self.short_name in pheaters.heaters:
@@ -313,15 +301,12 @@ class PandaBreathHeater(PushedState):
                 self.max_temp, self.max_target(), target_temp))
         self._apply_target(0. if self.printer.is_shutdown() else target_temp)
     def get_temp(self, eventtime):
-        if self.is_stale(eventtime):
-            return 0., self.target
-        return self.temperature, self.target
+        return 0. if self.is_stale(eventtime) else self.temperature, self.target
     def check_busy(self, eventtime):
         temp, target = self.get_temp(eventtime)
         return target > 0. and temp < target - self.tolerance
     def get_max_power(self):
-        # PID_CALIBRATE asks for this before set_control() refuses it
-        return 1.
+        return 1.  # PID_CALIBRATE asks before set_control() refuses it
     def set_control(self, *args):
         raise self.printer.command_error(
             "%s: the Panda Breath regulates its own temperature; PID"
@@ -343,15 +328,15 @@ class PandaBreathHeater(PushedState):
 def load_config(config):
     # The bare [heater_panda_breath]: the [heater_generic] setup's own file
     try:
-        from . import panda_breath_generic
+        from . import panda_breath_generic as generic
     except ImportError:  # linked by an install made before it existed
-        panda_breath_generic = None
-    if panda_breath_generic is None:
+        generic = None
+    if generic is None:
         raise config.error(
             "[heater_panda_breath] needs panda_breath_generic.py, new in this"
             " version: re-run scripts/install of the Panda Breath bridge")
     lookup_router(config.get_printer())  # the endpoint, with or without heaters
-    return panda_breath_generic.PandaBreathGeneric(config, PushedState)
+    return generic.PandaBreathGeneric(config, PushedState)
 
 def load_config_prefix(config):
     return PandaBreathHeater(config)

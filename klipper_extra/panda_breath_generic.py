@@ -4,19 +4,12 @@
 #
 # This file may be distributed under the terms of the GNU GPLv3 license.
 #
-# For front ends that list only heater_generic sections (KlipperScreen):
-#
-# [heater_panda_breath]            (no NAME; must come first)
-# [heater_generic NAME]
-# sensor_type: panda_breath
-# heater_pin: panda_breath:NAME
-#
-# A stock Klipper heater whose sensor is fed by the component's pushes; its
-# target is read through the heater's public get_temp() and forwarded.  The
-# bare section (heater_panda_breath.py loads this module for it) registers the
-# sensor type and the pin chip, so it must be above the [heater_generic NAME]
-# section; otherwise Klipper stops with "Unknown temperature sensor
-# 'panda_breath'".
+# For front ends that list only heater_generic sections (KlipperScreen): a
+# bare [heater_panda_breath] (heater_panda_breath.py loads this module for it)
+# registers the sensor type and pin chip "panda_breath", so it must be above
+# [heater_generic NAME] with sensor_type: panda_breath and heater_pin:
+# panda_breath:NAME.  That stock heater's sensor is fed by the component's
+# pushes; its target is read through the heater's get_temp() and forwarded.
 import logging
 
 SENSOR_TYPE = "panda_breath"
@@ -30,10 +23,9 @@ TARGET_POLL_INTERVAL = .25
 
 
 class PandaBreathSensor:
-    # The sensor of one [heater_generic NAME] (setup_minmax, setup_callback,
-    # get_report_time_delta).  It hands Klipper's heater every pushed
-    # reading, repeats a fresh one each second, and forwards each change of
-    # the heater's target.
+    # The sensor of one [heater_generic NAME], and its pin.  It hands Klipper's
+    # heater every pushed reading, repeats a fresh one each second, and
+    # forwards each change of the heater's target.
     def __init__(self, config, state_class):
         self.printer = config.get_printer()
         self.reactor = self.printer.get_reactor()
@@ -59,7 +51,7 @@ class PandaBreathSensor:
                 % (self.full_name, SENSOR_TYPE, verify_section))
         self.min_temp = self.max_temp = None
         self.temperature_callback = None
-        self.heater = self.mcu = self.pin = None
+        self.heater = self.mcu = None
         self.last_report_time = None
         self.sent_target = 0.
         self.timer = self.reactor.register_timer(self._poll)
@@ -87,14 +79,18 @@ class PandaBreathSensor:
     def set_read_tolerance(self, *args):
         # Snapmaker U1's klippy asks its sensors for this; nothing to do.
         pass
-    def create_pin(self, mcu):
-        self.pin = PandaBreathPin(mcu)
-        return self.pin
+    # Pin interface: Klipper's heater drives the pin with its control's duty
+    # cycle, which means nothing to a device that regulates itself.
+    def get_mcu(self):
+        return self.mcu
+    def setup_max_duration(self, *args, **kwargs):
+        pass
+    setup_cycle_time = setup_start_value = set_pwm = set_digital = (
+        setup_max_duration)
     # Event handlers
     def _handle_connect(self):
         pheaters = self.printer.lookup_object('heaters')
         self.heater = pheaters.lookup_heater(self.short_name)
-        self.mcu = self.pin.get_mcu()
     def _handle_ready(self):
         self.reactor.update_timer(self.timer, self.reactor.NOW)
     def _handle_shutdown(self):
@@ -114,10 +110,8 @@ class PandaBreathSensor:
         return min(self.heater.get_temp(eventtime)[1],
                    self.pushed.max_target())
     def _limit_target(self, eventtime):
-        # Klipper's heater took the target; one the device cannot do is
-        # changed to the nearest it can (above its limit: the limit, so that
-        # waits end where the device stops; below its minimum: 0, with an
-        # error in the console).
+        # A target the device cannot take becomes the nearest it can: its
+        # limit (waits end where it stops) or 0, with a console error.
         if self.heater is None:
             return
         target = self.heater.get_temp(eventtime)[1]
@@ -169,24 +163,6 @@ class PandaBreathSensor:
             None if temperature is None else round(temperature, 2))})
         return status
 
-class PandaBreathPin:
-    # Klipper's heater drives this pin with its control's duty cycle.  The
-    # device regulates itself, so the value means nothing and is ignored.
-    def __init__(self, mcu):
-        self.mcu = mcu
-    def get_mcu(self):
-        return self.mcu
-    def setup_max_duration(self, max_duration):
-        pass
-    def setup_cycle_time(self, cycle_time, hardware_pwm=False):
-        pass
-    def setup_start_value(self, start_value, shutdown_value, *args):
-        pass
-    def set_pwm(self, print_time, value, *args):
-        pass
-    def set_digital(self, print_time, value):
-        pass
-
 class PandaBreathGeneric:
     # The bare [heater_panda_breath] section: the "panda_breath" sensor type
     # and pin chip for [heater_generic NAME] sections below it.  Its status
@@ -211,12 +187,13 @@ class PandaBreathGeneric:
         name = pin_params['pin']
         sensor = self.sensors.get(name)
         if (pin_type not in ('pwm', 'digital_out') or sensor is None
-                or sensor.pin is not None):
+                or sensor.mcu is not None):
             raise self.printer.config_error(
                 "Pin %s:%s is only the heater_pin of a [%s%s] section with"
                 " sensor_type: %s (placed below [heater_panda_breath])"
                 % (PIN_CHIP, name, GENERIC_PREFIX, name, SENSOR_TYPE))
-        return sensor.create_pin(self.printer.lookup_object('mcu'))
+        sensor.mcu = self.printer.lookup_object('mcu')
+        return sensor
     def get_status(self, eventtime):
         return dict((name, sensor.get_status(eventtime))
                     for name, sensor in self.sensors.items())
