@@ -15,8 +15,8 @@ ROUTER_NAME = "heater_panda_breath_update"
 REMOTE_METHOD, HELIX_OBJECT = "panda_breath_set_target", "panda_breath"
 CHECK_INTERVAL, STALE_TIMEOUT, KELVIN_TO_CELSIUS = 1., 30., -273.15
 DEVICE_MAX_TEMP, PATCHED_DEVICE_MAX_TEMP = 60., 70.
-# max_temp, the reading limit, is above the device's ceiling: the device
-# overshoots, and a hot bed warms a closed chamber past 60 C on its own.
+# max_temp (readings) is above the device's ceiling: it overshoots, and a
+# hot bed warms a closed chamber past 60 C on its own.
 DEFAULT_MAX_TEMP, MAX_ERROR_CHARS = 80., 300
 STALE_HINT = ("is the [panda_breath] Moonraker component running and"
               " connected to the device?")
@@ -29,8 +29,8 @@ except NameError:
 # highest) or None, value when absent); numbers finite, bools no numbers.
 NUMBER = ((int, float), "a finite number", None)
 BOOL = ((bool,), "true or false", None)
-STRING, STRING_OR_NULL = (TEXT, "a string", None), (TEXT, "a string or null",
-                                                   None)
+STRING = (TEXT, "a string", None)
+STRING_OR_NULL = (TEXT, "a string or null", None)
 FIELDS = {
     'temperature': NUMBER + (None,), 'error': STRING + (None,),
     'power': ((int, float), "0.0 to 1.0", (0., 1.), 0.),
@@ -38,13 +38,15 @@ FIELDS = {
     'link': STRING + (None,), 'fault': STRING_OR_NULL + (None,),
     'external_control': STRING_OR_NULL + (None,), 'drying': BOOL + (False,),
     'drying_remaining': NUMBER + (None,), 'min_target': NUMBER + (None,),
-    'max_target': NUMBER + (None,), 'helix': ((dict,), "an object", None, None)}
+    'max_target': NUMBER + (None,),
+    'helix': ((dict,), "an object", None, None)}
 # The "panda_breath" object as HelixScreen reads it ('connected': the link's)
 HELIX_FIELDS = {
     'connected': BOOL + (False,), 'work_on': BOOL + (False,),
     'work_mode': ((int,), "one of 0, 1, 2, 3", (0, 3), None),
     'device_target': NUMBER + (None,), 'fault': STRING_OR_NULL + (None,),
-    'filament_drying_active': BOOL + (False,), 'filament_temp': NUMBER + (None,),
+    'filament_drying_active': BOOL + (False,),
+    'filament_temp': NUMBER + (None,),
     'filament_timer': ((int,), "whole hours", None, None)}
 SHOWN = ('power', 'heater_on', 'device_target', 'link', 'fault',
          'external_control', 'drying')
@@ -196,12 +198,11 @@ class PushedState:
         if silence is not None and target > 0.:
             self.printer.invoke_shutdown("%s: %s while heating"
                                          % (self.full_name, silence))
-            return True
-        if silence and not self.reported_stale and self.last_update_time:
+        elif silence and not self.reported_stale and self.last_update_time:
             logging.info("%s: %s (target is 0, not shutting down)",
                          self.full_name, silence)
         self.reported_stale = silence is not None
-        return False
+        return silence is not None and target > 0.
     def check_range(self, temperature, low, high):
         limit = (("below minimum", low) if temperature < low
                  else ("above maximum", high) if temperature > high else None)
@@ -301,7 +302,8 @@ class PandaBreathHeater(PushedState):
                 self.max_temp, self.max_target(), target_temp))
         self._apply_target(0. if self.printer.is_shutdown() else target_temp)
     def get_temp(self, eventtime):
-        return 0. if self.is_stale(eventtime) else self.temperature, self.target
+        stale = self.is_stale(eventtime)
+        return 0. if stale else self.temperature, self.target
     def check_busy(self, eventtime):
         temp, target = self.get_temp(eventtime)
         return target > 0. and temp < target - self.tolerance
@@ -335,7 +337,7 @@ def load_config(config):
         raise config.error(
             "[heater_panda_breath] needs panda_breath_generic.py, new in this"
             " version: re-run scripts/install of the Panda Breath bridge")
-    lookup_router(config.get_printer())  # the endpoint, with or without heaters
+    lookup_router(config.get_printer())  # the endpoint, even with no heater
     return generic.PandaBreathGeneric(config, PushedState)
 
 def load_config_prefix(config):
