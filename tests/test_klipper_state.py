@@ -7,22 +7,11 @@ it in a real klippy; the e2e tests run both ends).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from unittest.mock import Mock
 
 from panda_breath.controller import DeviceController
 from panda_breath.klipper_state import klipper_state
 from panda_breath.link import LINK_CONNECTED, LINK_DISCONNECTED
-
-
-class NullRelay:
-    def submit(self, controller: Any, report: Any) -> None:
-        pass
-
-    def state_changed(self, controller: Any) -> None:
-        pass
-
-    def report_error(self, controller: Any, message: str) -> None:
-        pass
 
 
 @dataclass
@@ -42,7 +31,7 @@ class StubDrying:
 
 
 def test_before_the_device_is_heard_nothing_heats() -> None:
-    controller = DeviceController("dev", "chamber", 60.0, NullRelay(), lambda: None)
+    controller = DeviceController("dev", "chamber", 60.0, Mock(), lambda: None)
     assert klipper_state(controller, 0.0) == {
         "power": 0.0, "heater_on": None, "device_target": None, "link": None, "fault": None,
         "external_control": None, "drying": False, "drying_remaining": None,
@@ -56,7 +45,7 @@ def test_before_the_device_is_heard_nothing_heats() -> None:
 
 
 def test_drying_the_range_and_helixscreens_shape() -> None:
-    controller = DeviceController("dev", "chamber", 70.0, NullRelay(), lambda: None)
+    controller = DeviceController("dev", "chamber", 70.0, Mock(), lambda: None)
     controller.link = StubLink(LINK_CONNECTED, 30.0)  # type: ignore[assignment]
     controller.device_target = 45
     controller.heater_on = True
