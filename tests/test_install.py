@@ -26,6 +26,8 @@ MOONRAKER_PACKAGE = next(
     MOONRAKER_PYTHON.parent.parent.glob("lib/python3*/site-packages/moonraker")
 )
 EXTRA = ROOT / "klipper_extra" / "heater_panda_breath.py"
+#: Every module of the extra: heater_panda_breath.py imports its siblings.
+EXTRA_FILES = sorted((ROOT / "klipper_extra").glob("*.py"))
 COMPONENT = ROOT / "moonraker_component" / "panda_breath"
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "test", "GIT_AUTHOR_EMAIL": "test@example.invalid",
@@ -132,8 +134,12 @@ def test_install_keeps_both_checkouts_clean_and_uninstall_restores_them(home: Ho
     # Nothing new for git, hence nothing for Moonraker's update manager...
     assert home.status(home.klipper) == "" and home.status(home.moonraker) == ""
     # ...because the links are ignored, not because they are missing.
-    assert "!! klippy/extras/heater_panda_breath.py" in home.git(
-        home.klipper, "status", "--porcelain", "--ignored")
+    ignored = home.git(home.klipper, "status", "--porcelain", "--ignored")
+    assert "!! klippy/extras/heater_panda_breath.py" in ignored
+    assert len(EXTRA_FILES) > 1
+    for source in EXTRA_FILES:
+        assert (extra.parent / source.name).resolve() == source
+        assert f"!! klippy/extras/{source.name}" in ignored
     installed = snapshot(*excludes(home))
     again = home.install()
     assert again.returncode == 0, again.stderr
@@ -141,6 +147,7 @@ def test_install_keeps_both_checkouts_clean_and_uninstall_restores_them(home: Ho
     result = home.install("--uninstall")
     assert result.returncode == 0, result.stderr
     assert not extra.exists() and not extra.is_symlink() and not component.is_symlink()
+    assert not any((extra.parent / source.name).is_symlink() for source in EXTRA_FILES)
     assert snapshot(*excludes(home)) == before
     assert home.status(home.klipper) == "" and home.status(home.moonraker) == ""
 
@@ -148,7 +155,8 @@ def test_install_keeps_both_checkouts_clean_and_uninstall_restores_them(home: Ho
 def test_uninstall_removes_only_the_exclude_lines_it_added(home: Home) -> None:
     klipper_exclude, moonraker_exclude = excludes(home)
     # The owner hides the extra already: nothing to add, and it stays on uninstall.
-    klipper_exclude.write_text("# mine\n/out\n/klippy/extras/heater_panda_breath.py\n")
+    klipper_exclude.write_text(
+        "# mine\n/out\n" + "".join(f"/klippy/extras/{f.name}\n" for f in EXTRA_FILES))
     # No final newline: uninstall gives the file back byte for byte all the same.
     moonraker_exclude.write_text("# mine\n/.venv")
     before = snapshot(klipper_exclude, moonraker_exclude)
@@ -334,11 +342,13 @@ def test_kalico_gets_the_extra_in_its_plugins_folder(home: Home) -> None:
     result = home.install()
     assert result.returncode == 0, result.stderr
     assert (plugins / "heater_panda_breath.py").resolve() == EXTRA
+    assert all((plugins / source.name).resolve() == source for source in EXTRA_FILES)
     assert not extras_link.is_symlink()
     assert home.status(home.klipper) == ""
     assert "/klippy/plugins/heater_panda_breath.py" in excludes(home)[0].read_text()
     assert home.install("--uninstall").returncode == 0
     assert not (plugins / "heater_panda_breath.py").is_symlink()
+    assert not any((plugins / source.name).is_symlink() for source in EXTRA_FILES)
     assert home.status(home.klipper) == ""
 
 
@@ -363,8 +373,10 @@ def test_links_into_plain_folders_and_uninstalls(tmp_path: Path) -> None:
     assert extra.resolve() == EXTRA
     assert component.resolve() == COMPONENT
     assert run(*where).returncode == 0  # idempotent
+    assert all((extras / source.name).resolve() == source for source in EXTRA_FILES)
     assert run(*where, "--uninstall").returncode == 0
     assert not extra.exists() and not component.exists()
+    assert not any((extras / source.name).exists() for source in EXTRA_FILES)
 
 
 def test_pip_installs_are_found_through_their_python(tmp_path: Path) -> None:

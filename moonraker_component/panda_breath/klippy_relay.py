@@ -7,10 +7,11 @@ heater's current target, and a status subscription (renewed on every
 ``klippy_ready``, as Moonraker drops subscriptions on disconnect) reports
 target changes too, so a lost remote-method call is reconciled within a push.
 
-Klipper's heater object also shows the link, fault, power and the device's
-set point.  Those change without a reading (an outage brings no frames), so
-every change of them is pushed at once, without a temperature; only device
-readings carry one, and Klipper's staleness check stays honest.
+Klipper's heater object also shows what ``klipper_state`` decides (link,
+fault, power, the device's set point and target range, drying, HelixScreen's
+object).  That changes without a reading (an outage brings no frames), so
+every change is pushed at once, without a temperature; only device readings
+carry one, and Klipper's staleness check stays honest.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from .klipper_state import klipper_state
 from .model import DeviceReport
 
 if TYPE_CHECKING:
@@ -42,7 +44,7 @@ class KlippyRelay:
         #: heater -> the next push: a reading, or None for the state alone.
         self._pending: dict[str, DeviceReport | None] = {}
         #: heater -> the state Klipper was last told.
-        self._pushed_state: dict[str, tuple[Any, ...]] = {}
+        self._pushed_state: dict[str, dict[str, Any]] = {}
         self.push_errors: dict[str, str | None] = {}
         self.last_push: dict[str, float] = {}
         self.heater_found: dict[str, bool | None] = {}
@@ -72,7 +74,7 @@ class KlippyRelay:
         heater = controller.heater
         if not self.ready or heater in self._pending:
             return  # a queued push carries the newest state anyway
-        if self._pushed_state.get(heater) == _state_key(_state_params(controller)):
+        if self._pushed_state.get(heater) == klipper_state(controller, time.monotonic()):
             return
         self._pending[heater] = None
         self._start(controller)
@@ -104,7 +106,7 @@ class KlippyRelay:
 
     async def _push(self, controller: DeviceController, report: DeviceReport | None) -> None:
         heater = controller.heater
-        state = _state_params(controller)
+        state = klipper_state(controller, time.monotonic())
         params: dict[str, Any] = {"heater": heater, **state}
         reading = None if report is None else controller.klipper_reading(report)
         if reading is not None:
@@ -114,11 +116,11 @@ class KlippyRelay:
             params["error"] = "; ".join(errors)
         seen_version = controller.target_version
         try:
-            result = await self.klippy_apis._send_klippy_request(UPDATE_ENDPOINT, params)
+            result = await klippy_request(self.klippy_apis, UPDATE_ENDPOINT, params)
         except Exception as exc:  # noqa: BLE001 - Klippy errors arrive as ServerError
             self._push_failed(controller, str(exc))
             return
-        self._pushed_state[heater] = _state_key(state)
+        self._pushed_state[heater] = state
         if "temperature" in params:
             self.last_push[heater] = self.eventloop.get_loop_time()
         if self.push_errors.get(heater) is not None or not self.heater_found.get(heater):
@@ -292,39 +294,13 @@ class KlippyRelay:
         }
 
 
-def _state_params(controller: DeviceController) -> dict[str, Any]:
-    """What Klipper's heater object shows besides the reading."""
-    params: dict[str, Any] = {
-        "power": controller.power(),
-        "link": controller.link.state if controller.link is not None else None,
-        "fault": controller.fault_text() or None,
-    }
-    if controller.external_control is not None:
-        params["external_control"] = controller.external_control
-    params["work_on"] = controller.is_device_heating()
-    params["work_mode"] = controller.work_mode()
-    link = controller.link
-    if link is not None and link.min_target is not None:
-        params["min_target"] = link.min_target
-    if controller.heater_on is not None:
-        params["heater_on"] = bool(controller.heater_on)
-    if controller.device_target is not None:
-        params["device_target"] = float(controller.device_target)
-    drying = controller.drying
-    if drying is not None:
-        remaining = drying.remaining(time.monotonic())
-        # Whole minutes: the extra counts down between pushes, so the state
-        # (and a push) changes at most once a minute.
-        params["drying"] = True
-        params["drying_remaining"] = None if remaining is None else 60.0 * round(remaining / 60)
-        if drying.temperature is not None:
-            params["drying_temp"] = float(drying.temperature)
-        if drying.hours is not None:
-            params["drying_hours"] = int(drying.hours)
-    else:
-        params["drying"] = False
-    return params
+async def klippy_request(klippy_apis: Any, endpoint: str, params: dict[str, Any]) -> Any:
+    """A request to an endpoint of the Klipper extra.
 
-
-def _state_key(params: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(sorted(params.items()))
+    Moonraker's public Klippy API (``klippy_apis``) has calls only for
+    Klipper's own endpoints; the alternative, ``KlippyConnection.request``,
+    needs Moonraker's internal ``WebRequest`` built by hand.  The private
+    ``_send_klippy_request`` builds it the same way in Moonraker 0.10 and 0.11,
+    so it is used here, and only here.
+    """
+    return await klippy_apis._send_klippy_request(endpoint, params)
