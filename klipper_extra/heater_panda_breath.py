@@ -5,8 +5,7 @@
 # This file may be distributed under the terms of the GNU GPLv3 license.
 #
 # The [panda_breath] Moonraker component decides; this module stores what it
-# pushes, refuses targets outside the device's pushed range and forwards
-# targets.  A bare [heater_panda_breath] is panda_breath_generic.py's setup.
+# pushes, refuses targets the device cannot take and forwards the others.
 import logging
 import math
 
@@ -14,42 +13,30 @@ UPDATE_ENDPOINT = "heater_panda_breath/update"
 ROUTER_NAME = "heater_panda_breath_update"
 REMOTE_METHOD, HELIX_OBJECT = "panda_breath_set_target", "panda_breath"
 CHECK_INTERVAL, STALE_TIMEOUT, KELVIN_TO_CELSIUS = 1., 30., -273.15
-DEVICE_MAX_TEMP, PATCHED_DEVICE_MAX_TEMP = 60., 70.
-# max_temp (readings) is above the device's ceiling: it overshoots, and a
-# hot bed warms a closed chamber past 60 C on its own.
-DEFAULT_MAX_TEMP, MAX_ERROR_CHARS = 80., 300
-STALE_HINT = ("is the [panda_breath] Moonraker component running and"
-              " connected to the device?")
-try:
-    TEXT = (str, unicode)  # noqa: F821 - Python 2 klippy's JSON strings
-except NameError:
-    TEXT = (str,)
+DEVICE_MAX_TEMP, PATCHED_DEVICE_MAX_TEMP, DEFAULT_MAX_TEMP = 60., 70., 80.
+TEXT = (str, type(u''))  # Python 2 klippy decodes JSON strings as unicode
 
 # A push: name -> (accepted types, what an error says is expected, (lowest,
 # highest) or None, value when absent); numbers finite, bools no numbers.
-NUMBER = ((int, float), "a finite number", None)
-BOOL = ((bool,), "true or false", None)
-STRING = (TEXT, "a string", None)
-STRING_OR_NULL = (TEXT, "a string or null", None)
+NUMBER = ((int, float), "a finite number", None, None)
+BOOL = ((bool,), "true or false", None, None)
+STRING = (TEXT, "a string", None, None)
+FLAG = BOOL[:3] + (False,)
 FIELDS = {
-    'temperature': NUMBER + (None,), 'error': STRING + (None,),
-    'power': ((int, float), "0.0 to 1.0", (0., 1.), 0.),
-    'heater_on': BOOL + (None,), 'device_target': NUMBER + (None,),
-    'link': STRING + (None,), 'fault': STRING_OR_NULL + (None,),
-    'external_control': STRING_OR_NULL + (None,), 'drying': BOOL + (False,),
-    'drying_remaining': NUMBER + (None,), 'min_target': NUMBER + (None,),
-    'max_target': NUMBER + (None,),
-    'helix': ((dict,), "an object", None, None)}
+    'temperature': NUMBER, 'device_target': NUMBER, 'min_target': NUMBER,
+    'max_target': NUMBER, 'drying_remaining': NUMBER, 'heater_on': BOOL,
+    'drying': FLAG, 'link': STRING, 'fault': STRING,
+    'external_control': STRING, 'helix': ((dict,), "an object", None, {}),
+    'power': ((int, float), "0.0 to 1.0", (0., 1.), 0.)}
 # The "panda_breath" object as HelixScreen reads it ('connected': the link's)
 HELIX_FIELDS = {
-    'connected': BOOL + (False,), 'work_on': BOOL + (False,),
+    'connected': FLAG, 'work_on': FLAG, 'filament_drying_active': FLAG,
+    'fault': STRING, 'device_target': NUMBER, 'filament_temp': NUMBER,
     'work_mode': ((int,), "one of 0, 1, 2, 3", (0, 3), None),
-    'device_target': NUMBER + (None,), 'fault': STRING_OR_NULL + (None,),
-    'filament_drying_active': BOOL + (False,),
-    'filament_temp': NUMBER + (None,),
+    'remaining_seconds': ((int,), "whole seconds", None, 0),
     'filament_timer': ((int,), "whole hours", None, None)}
 SHOWN = ('power', 'heater_on', 'device_target', 'link', 'fault',
-         'external_control', 'drying')
+         'external_control', 'drying', 'drying_remaining')
 
 def checked(web_request, values, fields, prefix=""):
     # Each value by its row of the table; nothing is applied on an error.
@@ -90,12 +77,14 @@ class UpdateRouter:
         found[0].handle_update(web_request)
 
 class HelixStatus:
-    # The heater HelixScreen picks: the first named *panda_breath*, else first
+    # The "panda_breath" object HelixScreen reads: the first heater named
+    # *panda_breath* (or *pandabreath*), else the first one
     def __init__(self, heaters):
         self.heaters = heaters
     def get_status(self, eventtime):
-        for state in [s for s in self.heaters if any(t in s.short_name.lower(
-                ) for t in ('panda_breath', 'pandabreath'))] + self.heaters:
+        named = [s for s in self.heaters if any(
+            t in s.short_name.lower() for t in ('panda_breath', 'pandabreath'))]
+        for state in named + self.heaters:
             return state.helix_status(eventtime)
         return {}
 
@@ -105,10 +94,10 @@ def lookup_router(printer):
     return printer.lookup_object(ROUTER_NAME)
 
 class PushedState:
-    # A heater's pushed state, reading age and target forwarding; its owner
-    # (the default heater is its own) answers current_target(eventtime) and
-    # took_reading(temperature, eventtime).
-    def __init__(self, config, owner):
+    # A heater's pushed state, staleness and target forwarding.  Its owner
+    # (the default heater is its own) has min_temp, max_temp, turn_off() and
+    # poll(eventtime) -> target (each interval and push; changes forwarded).
+    def __init__(self, config, owner, interval):
         self.printer = config.get_printer()
         self.reactor = self.printer.get_reactor()
         self.owner, self.full_name = owner, config.get_name()
@@ -118,36 +107,41 @@ class PushedState:
             maxval=PATCHED_DEVICE_MAX_TEMP)
         self.stale_timeout = config.getfloat('stale_timeout', STALE_TIMEOUT,
                                              minval=2.)
-        self.state = checked(None, {}, FIELDS)
-        self.helix = checked(None, {}, HELIX_FIELDS)
+        self.state, self.helix = checked(None, {}, FIELDS), checked(
+            None, {}, HELIX_FIELDS)
         self.temperature = self.last_update_time = self.ready_time = None
-        self.drying_end = self.forward_error = self.reported_stale = None
-        self.printer.register_event_handler("klippy:ready", lambda: setattr(
-            self, 'ready_time', self.reactor.monotonic()))
+        self.forward_error = self.reported_stale = None
+        self.sent_target = 0.
+        self.interval, self.timer = interval, self.reactor.register_timer(
+            self._check)
+        self.printer.register_event_handler("klippy:ready", self._ready)
+        self.printer.register_event_handler("klippy:shutdown", self._shutdown)
         lookup_router(self.printer).heaters.append(self)
+    def _ready(self):
+        self.ready_time = self.reactor.monotonic()
+        self.reactor.update_timer(self.timer, self.reactor.NOW)
+    def _shutdown(self):
+        self.reactor.update_timer(self.timer, self.reactor.NEVER)
+        self.owner.turn_off()
+    def _check(self, eventtime):
+        # Staleness first: a target set while stale never leaves Klipper
+        target = self.owner.poll(eventtime)
+        if self.printer.is_shutdown() or self.check_stale(eventtime, target):
+            return self.reactor.NEVER
+        if target != self.sent_target:
+            self.forward(target)
+        return eventtime + self.interval
     def handle_update(self, web_request):
         state = checked(web_request, web_request, FIELDS)
-        self.helix = checked(web_request, state['helix'] or {}, HELIX_FIELDS,
-                             "helix.")
-        self.state, now = state, self.reactor.monotonic()
-        # Pushed in whole minutes when it changes; counted down here
-        self.drying_end = None if state['drying_remaining'] is None or not (
-            state['drying']) else now + max(0., state['drying_remaining'])
-        if state['error']:
-            self.console_error("%s: %s" % (self.full_name, " ".join(
-                state['error'].split())[:MAX_ERROR_CHARS]))
+        helix = checked(web_request, state['helix'], HELIX_FIELDS, "helix.")
+        self.state, self.helix, now = state, helix, self.reactor.monotonic()
         if state['temperature'] is not None:
             self.temperature, self.last_update_time = state['temperature'], now
-            self.owner.took_reading(self.temperature, now)
-        web_request.send({'target': self.owner.current_target(now),
+            self.check_range(self.temperature)
+        web_request.send({'target': self.owner.poll(now),
                           'heater': self.short_name})
-    def console_error(self, msg):
-        logging.info(msg)
-        self.printer.lookup_object('gcode').respond_raw("!! " + msg)
-    def max_target(self):
-        # device_max_temp, or the device's pushed limit if that is lower
-        return min(self.device_max_temp,
-                   self.state['max_target'] or self.device_max_temp)
+    def max_target(self):  # the lower of device_max_temp and the pushed one
+        return min(self.device_max_temp, self.state['max_target'] or 1e9)
     def refusal(self, target):
         # A target the device cannot take: (why, the nearest it can take)
         limit, minimum = self.max_target(), self.state['min_target']
@@ -162,10 +156,11 @@ class PushedState:
     def forward(self, target):
         # A failure is logged once and shown, never raised: Moonraker
         # reconciles the target from the update replies.
-        error = None
+        self.sent_target = target
         try:
             self.printer.lookup_object('webhooks').call_remote_method(
                 REMOTE_METHOD, heater=self.short_name, target=target)
+            error = None
         except self.printer.command_error as e:
             error = str(e)
         if error is not None and error != self.forward_error:
@@ -182,9 +177,7 @@ class PushedState:
         age = self.reading_age(eventtime)
         return age is None or age > self.stale_timeout
     def silence(self, eventtime):
-        # Why readings are stale, or None.  Right after klippy:ready the
-        # first reading is on its way (Moonraker pushes it then): a target
-        # is accepted, and stale_timeout allowed for it to land.
+        # Why readings are stale, or None (the first may take stale_timeout)
         age = self.reading_age(eventtime)
         since_ready = eventtime - (self.ready_time or eventtime)
         if age is not None and age > self.stale_timeout:
@@ -203,107 +196,78 @@ class PushedState:
                          self.full_name, silence)
         self.reported_stale = silence is not None
         return silence is not None and target > 0.
-    def check_range(self, temperature, low, high):
-        limit = (("below minimum", low) if temperature < low
-                 else ("above maximum", high) if temperature > high else None)
-        if limit is not None:
+    def check_range(self, temperature):
+        low, high = self.owner.min_temp, self.owner.max_temp
+        if not low <= temperature <= high:
             self.printer.invoke_shutdown(
-                "%s: temperature %.1f %s temperature of %.1f"
-                % ((self.full_name, temperature) + limit))
+                "%s: temperature %.1f %s temperature of %.1f" % (
+                    self.full_name, temperature, "below minimum" if
+                    temperature < low else "above maximum",
+                    low if temperature < low else high))
     def get_status(self, eventtime):
         # Whole seconds: subscribers get at most one change a second
-        age, left = self.reading_age(eventtime), self._drying_left(eventtime)
-        return dict(
-            [(name, self.state[name]) for name in SHOWN],
-            connected=not self.is_stale(eventtime),
-            last_update_age=None if age is None else round(age, 0),
-            forward_error=self.forward_error,
-            drying_remaining=None if left is None else float(left))
+        age = self.reading_age(eventtime)
+        return dict([(name, self.state[name]) for name in SHOWN],
+                    connected=not self.is_stale(eventtime),
+                    last_update_age=None if age is None else round(age, 0),
+                    forward_error=self.forward_error)
     def helix_status(self, eventtime):
-        return dict(self.helix, heater=self.full_name,
-                    remaining_seconds=self._drying_left(eventtime) or 0,
-                    connected=self.helix['connected']
-                    and not self.is_stale(eventtime))
-    def _drying_left(self, eventtime):
-        if self.drying_end is not None:
-            return int(max(0., self.drying_end - eventtime) + .5)
+        return dict(self.helix, heater=self.full_name, connected=self.helix[
+            'connected'] and not self.is_stale(eventtime))
 
 class PandaBreathHeater(PushedState):
     # [heater_panda_breath NAME]: a heater whose control is the device
     def __init__(self, config):
-        PushedState.__init__(self, config, self)
+        PushedState.__init__(self, config, self, CHECK_INTERVAL)
         self.name, self.target = self.short_name, 0.
-        # No control object (Kalico's PID_CALIBRATE looks for it)
-        self.mcu_pwm = self.control = None
+        self.mcu_pwm = self.control = None  # Kalico's PID_CALIBRATE looks
         self.min_temp = config.getfloat('min_temp', 0.,
                                         minval=KELVIN_TO_CELSIUS)
         self.max_temp = config.getfloat('max_temp', DEFAULT_MAX_TEMP,
                                         above=self.min_temp)
         self.tolerance = config.getfloat('tolerance', 1., minval=0.)
         # Registered with [heaters] the way heaters.py registers a heater
-        pheaters = self.printer.load_object(config, 'heaters')
-        if self.short_name in pheaters.heaters:
-            raise config.error("Heater %s already registered"
-                               % (self.short_name,))
-        pheaters.heaters[self.short_name] = self
+        pheaters, name = self.printer.load_object(config, 'heaters'), self.name
+        if name in pheaters.heaters:
+            raise config.error("Heater %s already registered" % (name,))
+        pheaters.heaters[name] = self
         pheaters.register_sensor(config, self)
         pheaters.available_heaters.append(self.full_name)
         self.printer.lookup_object('gcode').register_mux_command(
             "SET_HEATER_TEMPERATURE", "HEATER", self.short_name,
             self.cmd_SET_HEATER_TEMPERATURE,
             desc=self.cmd_SET_HEATER_TEMPERATURE_help)
-        self.timer = self.reactor.register_timer(self._check_stale)
-        self.printer.register_event_handler("klippy:ready", lambda: (
-            self.reactor.update_timer(self.timer, self.reactor.NOW)))
-        self.printer.register_event_handler("klippy:shutdown",
-                                            self._handle_shutdown)
-    def _apply_target(self, target):
-        self.target = target
-        self.forward(target)
-    def _handle_shutdown(self):
-        self.reactor.update_timer(self.timer, self.reactor.NEVER)
-        self._apply_target(0.)
-    def _check_stale(self, eventtime):
-        if self.printer.is_shutdown() or self.check_stale(eventtime,
-                                                          self.target):
-            return self.reactor.NEVER
-        return eventtime + CHECK_INTERVAL
-    def current_target(self, eventtime):
+    def poll(self, eventtime):
         return self.target
-    def took_reading(self, temperature, eventtime):
-        self.check_range(temperature, self.min_temp, self.max_temp)
+    def turn_off(self):
+        self.target = 0.
+        self.forward(0.)
     # Heater interface used by heaters.py and its callers
     def get_name(self):
         return self.full_name
     def set_temp(self, degrees):
         degrees = float(degrees)
-        if degrees and (math.isnan(degrees) or degrees <= 0. or
-                        not self.min_temp <= degrees <= self.max_temp):
+        silence = self.silence(self.reactor.monotonic())
+        if degrees and (math.isnan(degrees) or degrees <= 0.
+                        or not self.min_temp <= degrees <= self.max_temp):
             raise self.printer.command_error(
                 "Requested temperature (%.1f) out of range (%.1f:%.1f)"
                 % (degrees, self.min_temp, self.max_temp))
-        refusal = self.refusal(degrees)
-        silence = self.silence(self.reactor.monotonic())
-        if degrees and refusal is not None:
-            raise self.printer.command_error(refusal[0])
+        if degrees and self.refusal(degrees) is not None:
+            raise self.printer.command_error(self.refusal(degrees)[0])
         if degrees and self.printer.is_shutdown():
             raise self.printer.command_error(
                 "%s: printer is shut down; only target 0 is accepted"
                 " until RESTART or FIRMWARE_RESTART" % (self.full_name,))
         if degrees and silence is not None:
             raise self.printer.command_error(
-                "%s: target %.1f refused: %s; %s"
-                % (self.full_name, degrees, silence, STALE_HINT))
-        self._apply_target(degrees)
-    def alter_target(self, target_temp):
-        # Used by control code that must not fail: clamp instead of refusing
-        if target_temp:
-            target_temp = max(self.min_temp, min(
-                self.max_temp, self.max_target(), target_temp))
-        self._apply_target(0. if self.printer.is_shutdown() else target_temp)
+                "%s: target %.1f refused: %s; is the [panda_breath] Moonraker"
+                " component running and connected to the device?"
+                % (self.full_name, degrees, silence))
+        self.target = degrees
+        self.forward(degrees)
     def get_temp(self, eventtime):
-        stale = self.is_stale(eventtime)
-        return 0. if stale else self.temperature, self.target
+        return 0. if self.is_stale(eventtime) else self.temperature, self.target
     def check_busy(self, eventtime):
         temp, target = self.get_temp(eventtime)
         return target > 0. and temp < target - self.tolerance
@@ -314,31 +278,23 @@ class PandaBreathHeater(PushedState):
             "%s: the Panda Breath regulates its own temperature; PID"
             " calibration is not supported" % (self.full_name,))
     def get_status(self, eventtime):
-        return dict(PushedState.get_status(self, eventtime),
-                    target=self.target,
+        return dict(PushedState.get_status(self, eventtime), target=self.target,
                     temperature=round(self.temperature or 0., 2))
     def stats(self, eventtime):
         return self.target > 0. or bool(self.state['heater_on']), (
-            '%s: target=%.0f temp=%.1f pwm=%.3f' % (
-                self.short_name, self.target, self.temperature or 0.,
-                self.state['power']))
+            '%s: target=%.0f temp=%.1f pwm=%.3f' % (self.short_name,
+            self.target, self.temperature or 0., self.state['power']))
     cmd_SET_HEATER_TEMPERATURE_help = "Sets a heater temperature"
     def cmd_SET_HEATER_TEMPERATURE(self, gcmd):
         self.printer.lookup_object('heaters').set_temperature(
             self, gcmd.get_float('TARGET', 0.))
 
 def load_config(config):
-    # The bare [heater_panda_breath]: the [heater_generic] setup's own file
-    try:
-        from . import panda_breath_generic as generic
-    except ImportError:  # linked by an install made before it existed
-        generic = None
-    if generic is None:
-        raise config.error(
-            "[heater_panda_breath] needs panda_breath_generic.py, new in this"
-            " version: re-run scripts/install of the Panda Breath bridge")
+    # The bare [heater_panda_breath]: the [heater_generic] setup, in a file of
+    # its own (scripts/install links every file of klipper_extra/)
+    from . import panda_breath_generic
     lookup_router(config.get_printer())  # the endpoint, even with no heater
-    return generic.PandaBreathGeneric(config, PushedState)
+    return panda_breath_generic.PandaBreathGeneric(config, PushedState)
 
 def load_config_prefix(config):
     return PandaBreathHeater(config)

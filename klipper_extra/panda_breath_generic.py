@@ -32,7 +32,7 @@ class PandaBreathSensor:
         self.full_name = config.get_name()
         self.short_name = self.full_name.split()[-1]
         self.config_error = config.error
-        self.pushed = state_class(config, self)
+        self.pushed = state_class(config, self, TARGET_POLL_INTERVAL)
         pin = config.get('heater_pin', None)
         want_pin = "%s:%s" % (PIN_CHIP, self.short_name)
         if pin is not None and "".join(pin.split()) != want_pin:
@@ -53,17 +53,11 @@ class PandaBreathSensor:
         self.temperature_callback = None
         self.heater = self.mcu = None
         self.last_report_time = None
-        self.sent_target = 0.
-        self.timer = self.reactor.register_timer(self._poll)
         self.printer.register_event_handler("klippy:connect",
                                             self._handle_connect)
-        self.printer.register_event_handler("klippy:ready",
-                                            self._handle_ready)
-        self.printer.register_event_handler("klippy:shutdown",
-                                            self._handle_shutdown)
         # Runs after [heaters]' own handler, which has set every target to 0
         self.printer.register_event_handler("gcode:request_restart",
-                                            self._handle_request_restart)
+                                            self._forward_off)
     # Sensor interface used by Klipper's heater
     def setup_minmax(self, min_temp, max_temp):
         if self.pushed.device_max_temp <= min_temp:
@@ -91,24 +85,15 @@ class PandaBreathSensor:
     def _handle_connect(self):
         pheaters = self.printer.lookup_object('heaters')
         self.heater = pheaters.lookup_heater(self.short_name)
-    def _handle_ready(self):
-        self.reactor.update_timer(self.timer, self.reactor.NOW)
-    def _handle_shutdown(self):
-        self.reactor.update_timer(self.timer, self.reactor.NEVER)
-        self._handle_request_restart()
+    def turn_off(self):
+        self._forward_off()
         # Klipper keeps a heater's target through a shutdown; clear it so
         # the UIs and Moonraker's status subscription show 0 as well.
         if self.heater is not None:
             self.heater.set_temp(0.)
-    def _handle_request_restart(self, print_time=None):
-        self.sent_target = 0.
+    def _forward_off(self, print_time=None):
         self.pushed.forward(0.)
     # Target, read through the heater's public interface
-    def current_target(self, eventtime):
-        if self.heater is None or self.printer.is_shutdown():
-            return 0.
-        return min(self.heater.get_temp(eventtime)[1],
-                   self.pushed.max_target())
     def _limit_target(self, eventtime):
         # A target the device cannot take becomes the nearest it can: its
         # limit (waits end where it stops) or 0, with a console error.
@@ -128,22 +113,24 @@ class PandaBreathSensor:
             self.printer.lookup_object('gcode').respond_info(
                 "%s; target set to %.1f" % (msg, new_target))
         else:
-            self.pushed.console_error(msg + "; target set to 0")
-    def _poll(self, eventtime):
-        if self.printer.is_shutdown():
-            return self.reactor.NEVER
+            logging.info(msg + "; target set to 0")
+            self.printer.lookup_object('gcode').respond_raw(
+                "!! " + msg + "; target set to 0")
+    def poll(self, eventtime):
+        # Each TARGET_POLL_INTERVAL and each push: the heater's target (the
+        # device's limit at most) for forwarding, and the reading in, at once
+        # when new and again every REPORT_INTERVAL
+        if self.heater is None or self.printer.is_shutdown():
+            return 0.
         self._limit_target(eventtime)
-        target = self.current_target(eventtime)
-        if self.pushed.check_stale(eventtime, target):
-            return self.reactor.NEVER
-        if target != self.sent_target:
-            self.sent_target = target
-            self.pushed.forward(target)
-        if (not self.pushed.is_stale(eventtime) and (
-                self.last_report_time is None or eventtime
-                - self.last_report_time >= REPORT_INTERVAL - .001)):
+        target = min(self.heater.get_temp(eventtime)[1],
+                     self.pushed.max_target())
+        last, pushed = self.last_report_time, self.pushed.last_update_time
+        if self.pushed.ready_time is not None and not self.pushed.is_stale(
+                eventtime) and (last is None or pushed > last
+                                or eventtime - last >= REPORT_INTERVAL - .001):
             self._report(eventtime)
-        return eventtime + TARGET_POLL_INTERVAL
+        return target
     # Readings
     def _report(self, eventtime):
         if self.temperature_callback is None or self.mcu is None:
@@ -151,11 +138,6 @@ class PandaBreathSensor:
         self.last_report_time = eventtime
         self.temperature_callback(self.mcu.estimated_print_time(eventtime),
                                   self.pushed.temperature)
-    def took_reading(self, temperature, eventtime):
-        # Until klippy:ready the reading waits for the first poll
-        if self.pushed.ready_time is not None:
-            self._report(eventtime)
-        self.pushed.check_range(temperature, self.min_temp, self.max_temp)
     def get_status(self, eventtime):
         status = self.pushed.get_status(eventtime)
         temperature = self.pushed.temperature

@@ -49,6 +49,9 @@ def test_the_power_device_starts_and_stops_the_devices_drying_cycle(
     heater = wait_until(lambda: (h := stack.heater_status())["drying"] and h, 3.0,
                         what="drying in Klipper's heater status")
     assert 3 * 3600 - 120 <= heater["drying_remaining"] <= 3 * 3600
+    # It runs: the component pushes it each second.
+    wait_until(lambda: stack.heater_status()["drying_remaining"] < heater["drying_remaining"],
+               3.0, what="the countdown running in Klipper's heater status")
     # TURN_OFF_HEATERS and the idle timeout concern Klipper's heater, not this job.
     stack.moonraker.gcode("TURN_OFF_HEATERS")
     time.sleep(1.5)

@@ -11,6 +11,7 @@ from unittest.mock import Mock
 
 from panda_breath.controller import DeviceController
 from panda_breath.klipper_state import klipper_state
+from panda_breath.klippy_relay import console_error
 from panda_breath.link import LINK_CONNECTED, LINK_DISCONNECTED
 
 
@@ -39,7 +40,7 @@ def test_before_the_device_is_heard_nothing_heats() -> None:
         "helix": {
             "connected": True, "work_mode": 0, "work_on": False, "device_target": None,
             "fault": None, "filament_drying_active": False, "filament_temp": None,
-            "filament_timer": None,
+            "filament_timer": None, "remaining_seconds": 0,
         },
     }  # fmt: skip
 
@@ -54,13 +55,22 @@ def test_drying_the_range_and_helixscreens_shape() -> None:
     assert state["power"] == 1.0 and state["heater_on"] is True  # the relay, as reported
     assert state["device_target"] == 45.0 and type(state["device_target"]) is float
     assert (state["min_target"], state["max_target"]) == (30.0, 70.0)
-    # Whole minutes: the extra counts down between pushes
-    assert state["drying"] is True and state["drying_remaining"] == 3600.0
+    # Whole seconds: the relay pushes the countdown each second while drying
+    assert state["drying"] is True and state["drying_remaining"] == 3629.0
     helix = state["helix"]
     assert helix["connected"] is True and helix["filament_drying_active"] is True
     assert helix["filament_temp"] == 50.0 and type(helix["filament_timer"]) is int
     assert helix["work_on"] is True and helix["work_mode"] == 3  # a drying cycle
-    assert klipper_state(controller, 20.0)["drying_remaining"] == 3600.0  # 3609 s left
-    assert klipper_state(controller, 60.0)["drying_remaining"] == 3540.0  # 3569 s left
+    assert type(helix["remaining_seconds"]) is int and helix["remaining_seconds"] == 3629
+    assert klipper_state(controller, 20.4)["drying_remaining"] == 3609.0
+    assert klipper_state(controller, 60.6)["helix"]["remaining_seconds"] == 3568
     controller.link = StubLink(LINK_DISCONNECTED, None)  # type: ignore[assignment]
     assert klipper_state(controller, 0.0)["helix"]["connected"] is False
+
+
+def test_a_refusal_is_one_console_line_of_a_readable_length() -> None:
+    assert console_error("heater_panda_breath chamber", "drying not started: x") == (
+        "!! heater_panda_breath chamber: drying not started: x")
+    line = console_error("heater_generic chamber", "two\nlines " + "x" * 400)
+    assert "\n" not in line and len(line) <= 303
+    assert line.startswith("!! heater_generic chamber: two lines xx")

@@ -4,7 +4,7 @@ The Klipper extra only stores and reports this state: every field is worded
 and computed here, once, from the controller.  ``helix`` is the
 ``panda_breath`` printer object in the shape HelixScreen's panda_breath
 chamber backend reads it (integers where it reads integers); the extra adds
-the heater's name, the drying countdown and whether readings are fresh.
+the heater's name and whether readings are fresh.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ def klipper_state(controller: DeviceController, now: float) -> dict[str, Any]:
     device_target = None if controller.device_target is None else float(controller.device_target)
     drying = controller.drying
     remaining = drying.remaining(now) if drying is not None else None
+    seconds = None if remaining is None else max(0, int(round(remaining)))
     temperature = hours = None
     if drying is not None:
         temperature = None if drying.temperature is None else float(drying.temperature)
@@ -38,9 +39,8 @@ def klipper_state(controller: DeviceController, now: float) -> dict[str, Any]:
         "fault": fault,
         "external_control": controller.external_control,
         "drying": drying is not None,
-        # Whole minutes: the extra counts down between pushes, so the state
-        # (and a push) changes at most once a minute.
-        "drying_remaining": None if remaining is None else 60.0 * round(remaining / 60),
+        # Whole seconds: while drying, the relay pushes the countdown each second.
+        "drying_remaining": None if seconds is None else float(seconds),
         # The targets the device takes; Klipper refuses others at the G-code.
         "min_target": link.min_target if link is not None else None,
         "max_target": float(controller.device_max_target),
@@ -53,5 +53,6 @@ def klipper_state(controller: DeviceController, now: float) -> dict[str, Any]:
             "filament_drying_active": drying is not None,
             "filament_temp": temperature,
             "filament_timer": hours,
+            "remaining_seconds": seconds or 0,
         },
     }

@@ -31,6 +31,13 @@ OBJECT_PREFIX = "heater_panda_breath "
 #: The opt-in KlipperScreen setup: a stock heater fed by the extra's sensor type.
 GENERIC_PREFIX = "heater_generic "
 GENERIC_SENSOR_TYPE = "panda_breath"
+#: The longest console line a refusal makes.
+MAX_CONSOLE_CHARS = 300
+
+
+def console_error(heater_object: str, message: str) -> str:
+    """``!! <Klipper's heater object>: <message>``, one line of a readable length."""
+    return "!! " + " ".join(f"{heater_object}: {message}".split())[:MAX_CONSOLE_CHARS]
 
 
 class KlippyRelay:
@@ -51,8 +58,6 @@ class KlippyRelay:
         #: heater -> the Klipper object that holds its target (per setup)
         self.objects: dict[str, str] = {}
         self._warnings: dict[str, str] = {}
-        #: heater -> errors for Klipper's console, sent with the next push.
-        self._errors: dict[str, list[str]] = {}
 
     def attach(self, controller: DeviceController) -> None:
         self.controllers[controller.heater] = controller
@@ -80,14 +85,12 @@ class KlippyRelay:
         self._start(controller)
 
     def report_error(self, controller: DeviceController, message: str) -> None:
-        """A refused request: an error line in Klipper's console (and moonraker.log)."""
+        """A refused request: one error line in the console, written the way
+        Moonraker writes its own (every UI and KlipperScreen show it, and
+        Moonraker's G-code store keeps it), and in moonraker.log."""
         logging.info("panda_breath [%s]: %s", controller.name, message)
-        heater = controller.heater
-        if not self.ready:
-            return
-        self._errors.setdefault(heater, []).append(message)
-        self._pending.setdefault(heater, None)
-        self._start(controller)
+        self.server.send_event(
+            "server:gcode_response", console_error(self.objects[controller.heater], message))
 
     def _start(self, controller: DeviceController) -> None:
         heater = controller.heater
@@ -111,9 +114,6 @@ class KlippyRelay:
         reading = None if report is None else controller.klipper_reading(report)
         if reading is not None:
             params["temperature"] = reading
-        errors = self._errors.pop(heater, None)
-        if errors:
-            params["error"] = "; ".join(errors)
         seen_version = controller.target_version
         try:
             result = await klippy_request(self.klippy_apis, UPDATE_ENDPOINT, params)
@@ -121,6 +121,8 @@ class KlippyRelay:
             self._push_failed(controller, str(exc))
             return
         self._pushed_state[heater] = state
+        if state["drying"]:  # the countdown, each second
+            self.eventloop.delay_callback(1.0, self.state_changed, controller)
         if "temperature" in params:
             self.last_push[heater] = self.eventloop.get_loop_time()
         if self.push_errors.get(heater) is not None or not self.heater_found.get(heater):
@@ -181,7 +183,6 @@ class KlippyRelay:
     def on_klippy_gone(self) -> None:
         self.ready = False
         self._pending.clear()
-        self._errors.clear()
         self._pushed_state.clear()
 
     async def refresh_target(self, controller: DeviceController) -> None:
