@@ -1,0 +1,86 @@
+"""What the parts of a DragonBreath session share: its lifetime and what they ask of the link.
+
+The event stream, the lease and the command writer each hold one idea; the
+link wires them together.  They reach the link only through ``SessionHost``,
+so none of them imports it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+from . import dragonbreath as db
+from .link import LinkListener
+from .model import DeviceReport
+from .typing_compat import Protocol
+
+
+class DragonBreathListener(LinkListener, Protocol):
+    """The controller's hooks for what only DragonBreath tells: its refusals."""
+
+    def refused_target(self, target: float, reason: str) -> None:
+        """The device will not take ``target`` (shown to the user once)."""
+
+    def refused_request(self, reason: str) -> None:
+        """The device refused or never answered a user's request (filtration)."""
+
+
+class Session:
+    """What lives exactly as long as one session (tasks, the writer's wake-up)."""
+
+    def __init__(self) -> None:
+        self.wake = asyncio.Event()
+        self.tasks: list[asyncio.Future[Any]] = []
+        self.alive = True
+
+    def spawn(self, coro: Awaitable[Any]) -> None:
+        """Run ``coro`` until the session ends."""
+        self.tasks = [t for t in self.tasks if not t.done()]
+        self.tasks.append(asyncio.ensure_future(coro))
+
+    def end(self) -> None:
+        self.alive = False
+        for task in self.tasks:
+            task.cancel()
+
+
+class SessionHost(Protocol):
+    """The link, as the session's parts see it."""
+
+    name: str
+    listener: DragonBreathListener
+    actor_id: str
+    silence_timeout: float
+    closing: bool
+    revision: int | None
+    session: Session | None
+    last_state: DeviceReport | None
+    frames_dropped: int
+    frames_sent: int
+
+    def lost(self) -> bool: ...
+
+    def take(self, report: DeviceReport) -> None: ...
+
+    def absorb(self, report: DeviceReport) -> None: ...
+
+    def note_error(self, message: str) -> None: ...
+
+    # DeviceLink's helpers
+    def _note_frame(self) -> None: ...
+
+    def _drop_frame(self, reason: str) -> None: ...
+
+    def _log_limited(self, message: str) -> bool: ...
+
+    def write(self, command: Awaitable[Any]) -> None: ...
+
+    def last_frame_age(self) -> float | None: ...
+
+    async def refresh_state(self) -> None: ...
+
+    async def post(
+        self, path: str, body: str, what: str, form: bool = False
+    ) -> db.CommandResult | None: ...
