@@ -28,11 +28,12 @@ ASSUMED below.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Tuple
 
 from .model import (
     MODE_AUTO,
@@ -231,88 +232,20 @@ def _decode_state(message: Mapping[str, Any], actor_id: str | None) -> DeviceRep
     version = message.get("api_version")
     if version is not None and (isinstance(version, bool) or version != API_VERSION):
         raise FrameError("state of an unsupported API version")
-    if "state_revision" in message:
-        revision = _revision(message["state_revision"])
-        if revision is None:
-            report.rejected_fields.append("state_revision")
-        report.revision = revision
-    if "boot_id" in message:
-        report.boot_id = _boot_id(message["boot_id"])
-        if report.boot_id is None:
-            report.rejected_fields.append("boot_id")
+    _decode_fields(message, _FIELDS, report)
     if "firmware" in message:
         report.firmware_version = _label(message["firmware"])
-    if "mode" in message:
-        mode = message["mode"]
-        report.mode = _MODES.get(mode) if isinstance(mode, str) else None
-        if report.mode is None:
-            report.rejected_fields.append("mode")
-        else:
-            report.work_on = report.mode != MODE_OFF
-    if "source" in message:
-        report.source = _word(message["source"])
-        if report.source is None:
-            report.rejected_fields.append("source")
-    _decode_target(message, report)
-    _decode_heater_and_fan(message, report)
+    if report.mode is not None:
+        report.work_on = report.mode != MODE_OFF
     faults = _decode_sensors(message, report)
     safety = _decode_safety(message, report)
     if faults is not None or safety is not None:
         merged = dict(faults or {})
         merged.update(safety or {})
         report.faults = merged
-    _decode_drying(message, report)
-    _decode_config(message, report)
+    _decode_fields(message, _LATE_FIELDS, report)
     _decode_lease(message, report, actor_id)
     return report
-
-
-def _decode_target(message: Mapping[str, Any], report: DeviceReport) -> None:
-    target = message.get("target")
-    if target is None:
-        return
-    if not isinstance(target, Mapping):
-        report.rejected_fields.append("target")
-        return
-    if "effective_c" in target:
-        # The set point the heater loop uses (0 while off, and while AUTO waits).
-        value = as_number(target["effective_c"])
-        if value is None or not 0 <= value <= 120:
-            report.rejected_fields.append("target.effective_c")
-        else:
-            report.device_target = value
-    if "maximum_c" in target:
-        ceiling = as_number(target["maximum_c"])
-        if ceiling is None or not 0 < ceiling <= 120:
-            report.rejected_fields.append("target.maximum_c")
-        else:
-            report.device_max_target = ceiling
-
-
-def _decode_heater_and_fan(message: Mapping[str, Any], report: DeviceReport) -> None:
-    heater = message.get("heater")
-    if isinstance(heater, Mapping):
-        output = heater.get("output")  # the SSR right now (it cycles)
-        if isinstance(output, bool):
-            report.heater_on = output
-        elif "output" in heater:
-            report.rejected_fields.append("heater.output")
-    elif heater is not None:
-        report.rejected_fields.append("heater")
-    fan = message.get("fan")
-    if isinstance(fan, Mapping):
-        if "requested_percent" in fan:
-            percent = as_number(fan["requested_percent"])
-            if percent is None or not 0 <= percent <= 100:
-                report.rejected_fields.append("fan.requested_percent")
-            else:
-                report.filter_requested = percent > 0
-        if "reason" in fan:
-            report.fan_reason = _word(fan["reason"])
-            if report.fan_reason is None:
-                report.rejected_fields.append("fan.reason")
-    elif fan is not None:
-        report.rejected_fields.append("fan")
 
 
 def _decode_sensors(message: Mapping[str, Any], report: DeviceReport) -> dict[str, str] | None:
@@ -384,42 +317,6 @@ def _decode_safety(message: Mapping[str, Any], report: DeviceReport) -> dict[str
     if latched_b:
         return {"safety": report.fault_reason or "fault latched"}
     return {}
-
-
-def _decode_drying(message: Mapping[str, Any], report: DeviceReport) -> None:
-    drying = message.get("drying")
-    if drying is None:
-        return
-    if not isinstance(drying, Mapping):
-        report.rejected_fields.append("drying")
-        return
-    active = drying.get("active")
-    if isinstance(active, bool):
-        report.drying = active
-    elif "active" in drying:
-        report.rejected_fields.append("drying.active")
-    if "remaining_seconds" in drying:
-        seconds = as_number(drying["remaining_seconds"])
-        if seconds is None or seconds < 0:
-            report.rejected_fields.append("drying.remaining_seconds")
-        else:
-            report.drying_remaining_s = seconds
-
-
-def _decode_config(message: Mapping[str, Any], report: DeviceReport) -> None:
-    config = message.get("config")
-    if config is None:
-        return
-    if not isinstance(config, Mapping):
-        report.rejected_fields.append("config")
-        return
-    if "comms_ms" in config:
-        comms = as_number(config["comms_ms"])
-        # Wider than the device's 10-300 s: a simulator may shrink it for tests.
-        if comms is None or not 100 <= comms <= 3_600_000:
-            report.rejected_fields.append("config.comms_ms")
-        else:
-            report.comms_ms = int(comms)
 
 
 def _decode_lease(message: Mapping[str, Any], report: DeviceReport, actor_id: str | None) -> None:
@@ -573,6 +470,88 @@ def _sentence(value: Any) -> str | None:
         return None
     cleaned = "".join(ch for ch in value[:200] if ch.isprintable()).strip()
     return cleaned[:120] or None
+
+
+def _within(low: float, high: float, above: bool = False) -> Callable[[Any], float | None]:
+    """A parser for numbers in [low, high] (above: in (low, high])."""
+
+    def parse(value: Any) -> float | None:
+        number = as_number(value)
+        if number is None or not low <= number <= high or (above and number == low):
+            return None
+        return number
+
+    return parse
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _mode(value: Any) -> str | None:
+    return _MODES.get(value) if isinstance(value, str) else None
+
+
+def _requested(value: Any) -> bool | None:
+    percent = _within(0, 100)(value)
+    return None if percent is None else percent > 0
+
+
+def _comms_ms(value: Any) -> int | None:
+    # Wider than the device's 10-300 s: a simulator may shrink it for tests.
+    number = _within(100, 3_600_000)(value)
+    return None if number is None else int(number)
+
+
+#: (key, DeviceReport attribute, parser giving None for an unusable value)
+_Field = Tuple[str, str, Callable[[Any], Any]]
+
+#: Plain fields of a snapshot, by group ("" is the top level).  A group that is
+#: not an object, or a field its parser refuses, is rejected by its path.
+_FIELDS: dict[str, tuple[_Field, ...]] = {
+    "": (
+        ("state_revision", "revision", _revision),
+        ("boot_id", "boot_id", _boot_id),
+        ("mode", "mode", _mode),
+        ("source", "source", _word),
+    ),
+    # The set point the heater loop uses (0 while off, and while AUTO waits).
+    "target": (
+        ("effective_c", "device_target", _within(0, 120)),
+        ("maximum_c", "device_max_target", _within(0, 120, above=True)),
+    ),
+    "heater": (("output", "heater_on", _flag),),  # the SSR right now (it cycles)
+    "fan": (
+        ("requested_percent", "filter_requested", _requested),
+        ("reason", "fan_reason", _word),
+    ),
+}
+_LATE_FIELDS: dict[str, tuple[_Field, ...]] = {
+    "drying": (
+        ("active", "drying", _flag),
+        ("remaining_seconds", "drying_remaining_s", _within(0, math.inf)),
+    ),
+    "config": (("comms_ms", "comms_ms", _comms_ms),),
+}
+
+
+def _decode_fields(
+    message: Mapping[str, Any], table: dict[str, tuple[_Field, ...]], report: DeviceReport
+) -> None:
+    for name, fields in table.items():
+        group = message.get(name) if name else message
+        if group is None:
+            continue
+        if not isinstance(group, Mapping):
+            report.rejected_fields.append(name)
+            continue
+        for key, attribute, parse in fields:
+            if key in group:
+                value = parse(group[key])
+                if value is None:
+                    report.rejected_fields.append("%s.%s" % (name, key) if name else key)
+                else:
+                    setattr(report, attribute, value)
 
 
 def redact(text: str, *secret_values: str | None) -> str:
