@@ -6,7 +6,7 @@ port 80 (reference: dragonbreath-and-helixscreen.md, Part A):
 
 * ``GET /api/v2/info`` names the device, its ``boot_id`` and ``api_version: 2``;
 * ``GET /api/v2/state`` is a full snapshot; ``GET /api/v2/events`` is a
-  Server-Sent-Events stream carrying the same snapshot (``state`` events on
+  Server-Sent-Events stream (``sse``) carrying the same snapshot (``state`` events on
   every revision change, ``telemetry`` every 2 s); command responses carry it too;
 * ``POST /api/v2/command`` (``off``, ``power_on``, ``drying_start``, ...)
   needs the header ``X-DragonBreath-Auth`` and, for revision-aware commands,
@@ -27,13 +27,14 @@ ASSUMED below.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Tuple
+from typing import Any, Tuple, TypeVar, cast
 
 from .model import (
     MODE_AUTO,
@@ -79,10 +80,6 @@ MIN_HEARTBEAT_INTERVAL_S = 0.2
 
 #: A state snapshot is about 1.5 KB; anything over this is not from the device.
 MAX_DOCUMENT_BYTES = 32 * 1024
-#: One SSE line holds one whole snapshot; longer lines are dropped unread.
-MAX_SSE_LINE_BYTES = 32 * 1024
-#: One SSE event's data, all its ``data:`` lines together.
-MAX_SSE_EVENT_BYTES = 64 * 1024
 
 ACTOR_KIND = "klipper"
 MAX_ACTOR_ID_CHARS = 31
@@ -132,6 +129,28 @@ class TargetRefused(ValueError):
 # Decoding ------------------------------------------------------------------------
 
 
+_Decoder = TypeVar("_Decoder", bound=Callable[..., Any])
+
+
+def _frame_errors_only(what: str) -> Callable[[_Decoder], _Decoder]:
+    """Whatever the input, the decoder returns or raises FrameError; a decoder
+    bug's FrameError names the exception's type, never the input."""
+
+    def wrap(decode: _Decoder) -> _Decoder:
+        @functools.wraps(decode)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return decode(*args, **kwargs)
+            except FrameError:
+                raise
+            except Exception as exc:
+                raise FrameError("undecodable %s (%s)" % (what, type(exc).__name__)) from None
+
+        return cast(_Decoder, guarded)
+
+    return wrap
+
+
 @dataclass
 class DeviceInfo:
     """``GET /api/v2/info``: who the device is (no secrets in it)."""
@@ -174,17 +193,9 @@ class CommandResult:
         return "HTTP %d %s" % (self.status, self.error or self.kind)
 
 
+@_frame_errors_only("info")
 def decode_info(data: str | bytes) -> DeviceInfo:
     """``GET /api/v2/info``; FrameError unless it is a DragonBreath API v2 device."""
-    try:
-        return _decode_info(data)
-    except FrameError:
-        raise
-    except Exception as exc:
-        raise FrameError("undecodable info (%s)" % type(exc).__name__) from None
-
-
-def _decode_info(data: str | bytes) -> DeviceInfo:
     message = parse_json_object(_text(data, "info"), "info")
     version = message.get("api_version")
     if isinstance(version, bool) or version != API_VERSION:
@@ -205,6 +216,7 @@ def _decode_info(data: str | bytes) -> DeviceInfo:
     return info
 
 
+@_frame_errors_only("state")
 def decode_state(
     data: str | bytes | Mapping[str, Any], actor_id: str | None = None
 ) -> DeviceReport:
@@ -215,19 +227,10 @@ def decode_state(
     device last, which is not the same thing).  Any input gives a report or
     FrameError; the FrameError's text never quotes the input.
     """
-    try:
-        if isinstance(data, Mapping):
-            message = data
-        else:
-            message = parse_json_object(_text(data, "state"), "state")
-        return _decode_state(message, actor_id)
-    except FrameError:
-        raise
-    except Exception as exc:
-        raise FrameError("undecodable state (%s)" % type(exc).__name__) from None
-
-
-def _decode_state(message: Mapping[str, Any], actor_id: str | None) -> DeviceReport:
+    if isinstance(data, Mapping):
+        message = data
+    else:
+        message = parse_json_object(_text(data, "state"), "state")
     report = DeviceReport(snapshot=True)
     version = message.get("api_version")
     if version is not None and (isinstance(version, bool) or version != API_VERSION):
@@ -345,6 +348,7 @@ def _decode_lease(message: Mapping[str, Any], report: DeviceReport, actor_id: st
         report.lease_expires_s = 0.0
 
 
+@_frame_errors_only("response")
 def decode_response(
     status: int, body: str | bytes | None, actor_id: str | None = None
 ) -> CommandResult:
@@ -354,15 +358,6 @@ def decode_response(
     proxy's HTML page); a 2xx whose body is unusable raises FrameError, as
     does a status that is not an HTTP status.
     """
-    try:
-        return _decode_response(status, body, actor_id)
-    except FrameError:
-        raise
-    except Exception as exc:
-        raise FrameError("undecodable response (%s)" % type(exc).__name__) from None
-
-
-def _decode_response(status: int, body: str | bytes | None, actor_id: str | None) -> CommandResult:
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         raise FrameError("not an HTTP status")
     message: Mapping[str, Any] | None = None
@@ -710,138 +705,3 @@ def comms_ms_query(seconds: float) -> str:
     if number is None or not low <= number <= high:
         raise ValueError("lease_timeout must be %d-%d seconds" % (low, high))
     return "comms_ms=%d" % int(round(number * 1000))
-
-
-# Server-Sent Events -------------------------------------------------------------------
-
-
-@dataclass
-class SseEvent:
-    event: str
-    data: str
-    id: str | None = None
-
-
-_EOL_RE = re.compile(rb"[\r\n]")
-
-
-class SseParser:
-    """Incremental ``text/event-stream`` parser with bounded memory.
-
-    Feed it the bytes as they arrive, in any chunking; it returns the events
-    completed so far.  Lines end with CRLF, LF or CR (a CR at the end of a
-    chunk waits for a possible LF); ``:`` lines are comments.  A line longer
-    than ``max_line`` is dropped without being kept (``lines_dropped``), and so
-    is the event it belonged to (``events_dropped``): the parser never holds
-    more than ``max_line + max_event`` bytes whatever it is fed.
-    """
-
-    def __init__(self, max_line: int = MAX_SSE_LINE_BYTES, max_event: int = MAX_SSE_EVENT_BYTES):
-        self.max_line = max_line
-        self.max_event = max_event
-        self.lines_dropped = 0
-        self.events_dropped = 0
-        #: The last event id seen (kept across events, as the SSE spec says).
-        self.last_id: str | None = None
-        #: The server's ``retry:`` advice in ms, if any.
-        self.retry_ms: int | None = None
-        self._line = bytearray()
-        self._discarding = False
-        self._pending_cr = False
-        self._data: list[str] = []
-        self._data_size = 0
-        self._event = ""
-        self._tainted = False
-        self._started = False
-
-    def buffered(self) -> int:
-        """Bytes held right now (for tests of the memory bound)."""
-        return len(self._line) + self._data_size
-
-    def feed(self, chunk: bytes) -> list[SseEvent]:
-        events: list[SseEvent] = []
-        data = bytes(chunk)
-        i = 0
-        n = len(data)
-        if self._pending_cr:
-            self._pending_cr = False
-            if n and data[0] == 0x0A:
-                i = 1
-        while i < n:
-            match = _EOL_RE.search(data, i)
-            if match is None:
-                self._append(data[i:])
-                break
-            j = match.start()
-            self._append(data[i:j])
-            self._end_line(events)
-            if data[j] == 0x0D:
-                if j + 1 < n:
-                    if data[j + 1] == 0x0A:
-                        j += 1
-                else:
-                    self._pending_cr = True
-            i = j + 1
-        return events
-
-    def _append(self, piece: bytes) -> None:
-        if self._discarding or not piece:
-            return
-        if len(self._line) + len(piece) > self.max_line:
-            self._discarding = True
-            self._line = bytearray()
-            self.lines_dropped += 1
-            self._tainted = True
-            return
-        self._line += piece
-
-    def _end_line(self, events: list[SseEvent]) -> None:
-        if self._discarding:
-            self._discarding = False
-            return
-        raw = bytes(self._line)
-        self._line = bytearray()
-        if not self._started:
-            self._started = True
-            if raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-        if not raw:
-            self._dispatch(events)
-            return
-        line = raw.decode("utf-8", "replace")
-        if line.startswith(":"):
-            return  # a comment
-        name, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            size = len(value) + 1
-            if self._data_size + size > self.max_event:
-                self._tainted = True
-                self._data = []
-                self._data_size = 0
-                return
-            if not self._tainted:
-                self._data.append(value)
-                self._data_size += size
-        elif name == "event":
-            self._event = value[:64]
-        elif name == "id":
-            if "\x00" not in value:
-                self.last_id = value[:64]
-        elif name == "retry":
-            if value.isdigit() and len(value) <= 9:
-                self.retry_ms = int(value)
-
-    def _dispatch(self, events: list[SseEvent]) -> None:
-        tainted, data, event = self._tainted, self._data, self._event
-        self._tainted = False
-        self._data = []
-        self._data_size = 0
-        self._event = ""
-        if tainted:
-            self.events_dropped += 1
-            return
-        if not data:
-            return
-        events.append(SseEvent(event or "message", "\n".join(data), self.last_id))

@@ -19,6 +19,7 @@ import time
 from tornado.httpclient import HTTPResponse
 
 from . import dragonbreath as db
+from . import sse
 from .dragonbreath_http import MAX_BODY, DragonBreathHttp
 from .dragonbreath_session import Session, SessionHost
 from .model import FrameError
@@ -43,7 +44,7 @@ class _Attempt:
     def __init__(self, follower: EventStream, session: Session) -> None:
         self.follower = follower
         self.session = session
-        self.parser = db.SseParser()
+        self.parser = sse.SseParser()
         self.code: int | None = None
         self.event_stream = False
         self.events = False
@@ -192,7 +193,7 @@ class EventStream:
         self.last_chunk = time.monotonic()
         self.host.listener.on_link_changed()
 
-    def on_event(self, event: db.SseEvent) -> None:
+    def on_event(self, event: sse.SseEvent) -> None:
         if event.event not in ("state", "telemetry", "message"):
             return
         self.host._note_frame()
