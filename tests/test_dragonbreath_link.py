@@ -8,6 +8,7 @@ DeviceController on top to show the desired state coming back after a reboot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -104,13 +105,19 @@ def heating_under(link: DragonBreathLink, target: float) -> Callable[[Any], bool
     return check
 
 
-def controller_on_link(sim: Any) -> tuple[DeviceController, DragonBreathLink, asyncio.Future[Any]]:
-    """A real controller driving a running link to ``sim`` (the caller closes the link)."""
+@contextlib.asynccontextmanager
+async def controller_on_link(sim: Any) -> AsyncIterator[tuple[DeviceController, DragonBreathLink]]:
+    """A real controller driving a running link to ``sim``, closed on the way out."""
     controller = DeviceController("dev", "chamber", 60.0, QuietRelay(), lambda: None)
     link = DragonBreathLink(controller, "dev", "127.0.0.1", port=sim.port,
                             silence_timeout=2.0, backoff=Backoff(0.1, 0.5))
     controller.link = link
-    return controller, link, asyncio.ensure_future(link.run())
+    task = asyncio.ensure_future(link.run())
+    try:
+        yield controller, link
+    finally:
+        await link.close()
+        await asyncio.wait_for(task, 5)
 
 
 class QuietRelay:
@@ -278,8 +285,7 @@ async def test_reboot_is_a_new_link_up(make_sim, start_link):
 async def test_the_controller_resends_after_a_reboot(make_sim):
     sim = await dragon(make_sim)
 
-    controller, link, task = controller_on_link(sim)
-    try:
+    async with controller_on_link(sim) as (controller, link):
         controller.set_target(42.0, "klipper")
         await eventually(lambda: heating_under(link, 42)(sim), timeout=5, what="heating")
         sim.control("reboot", {"down": "0.3"})
@@ -289,9 +295,6 @@ async def test_the_controller_resends_after_a_reboot(make_sim):
         controller.force_off("test over")
         await eventually(lambda: sim.state()["mode"] == "off", what="off")
         assert await link.flush(2.0)
-    finally:
-        await link.close()
-        await asyncio.wait_for(task, 5)
 
 
 async def test_revision_conflict_is_reread_and_decided(make_sim, start_link):
@@ -472,8 +475,7 @@ async def test_a_latched_fault_costs_one_off_not_one_per_report(make_sim):
     already off at the revision our OFF produced, so the link sends it once."""
     sim = await dragon(make_sim)
 
-    controller, link, task = controller_on_link(sim)
-    try:
+    async with controller_on_link(sim) as (controller, link):
         controller.set_target(45.0, "klipper")
         await eventually(lambda: heating_under(link, 45)(sim), timeout=5, what="heating")
         sim.control("fault", {"reason": "chamber_overtemp"})
@@ -486,6 +488,3 @@ async def test_a_latched_fault_costs_one_off_not_one_per_report(make_sim):
         assert sim.state()["counters"]["commands_received"] == sent
         assert link.commands.offs_skipped >= 5
         assert sim.state()["mode"] == "off" and sim.state()["fault_latched"]
-    finally:
-        await link.close()
-        await asyncio.wait_for(task, 5)

@@ -252,11 +252,8 @@ def decode_state(
 
 
 def _decode_sensors(message: Mapping[str, Any], report: DeviceReport) -> dict[str, str] | None:
-    sensors = message.get("sensors")
+    sensors = _group(message, "sensors", report)
     if sensors is None:
-        return None
-    if not isinstance(sensors, Mapping):
-        report.rejected_fields.append("sensors")
         return None
     faults: dict[str, str] = {}
     for name, fault_key in _SENSOR_FAULT_KEYS.items():
@@ -297,11 +294,8 @@ def _decode_sensors(message: Mapping[str, Any], report: DeviceReport) -> dict[st
 
 
 def _decode_safety(message: Mapping[str, Any], report: DeviceReport) -> dict[str, str] | None:
-    safety = message.get("safety")
+    safety = _group(message, "safety", report)
     if safety is None:
-        return None
-    if not isinstance(safety, Mapping):
-        report.rejected_fields.append("safety")
         return None
     latched = safety.get("fault_latched")
     inhibited = safety.get("inhibited")
@@ -530,15 +524,21 @@ _LATE_FIELDS: dict[str, tuple[_Field, ...]] = {
 }
 
 
+def _group(message: Mapping[str, Any], name: str, report: DeviceReport) -> Mapping[str, Any] | None:
+    """``message[name]`` if it is an object; one that is something else is rejected."""
+    group = message.get(name)
+    if group is not None and not isinstance(group, Mapping):
+        report.rejected_fields.append(name)
+        return None
+    return group
+
+
 def _decode_fields(
     message: Mapping[str, Any], table: dict[str, tuple[_Field, ...]], report: DeviceReport
 ) -> None:
     for name, fields in table.items():
-        group = message.get(name) if name else message
+        group = _group(message, name, report) if name else message
         if group is None:
-            continue
-        if not isinstance(group, Mapping):
-            report.rejected_fields.append(name)
             continue
         for key, attribute, parse in fields:
             if key in group:
