@@ -34,7 +34,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Tuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .model import (
     MODE_AUTO,
@@ -129,7 +129,7 @@ class TargetRefused(ValueError):
 # Decoding ------------------------------------------------------------------------
 
 
-_Decoder = TypeVar("_Decoder", bound=Callable[..., Any])
+_Decoder = TypeVar("_Decoder", bound="Callable[..., Any]")
 
 
 def _frame_errors_only(what: str) -> Callable[[_Decoder], _Decoder]:
@@ -492,8 +492,9 @@ def _comms_ms(value: Any) -> int | None:
     return None if number is None else int(number)
 
 
-#: (key, DeviceReport attribute, parser giving None for an unusable value)
-_Field = Tuple[str, str, Callable[[Any], Any]]
+if TYPE_CHECKING:
+    #: (key, DeviceReport attribute, parser giving None for an unusable value)
+    _Field = tuple[str, str, Callable[[Any], Any]]
 
 #: Plain fields of a snapshot, by group ("" is the top level).  A group that is
 #: not an object, or a field its parser refuses, is rejected by its path.
@@ -677,10 +678,6 @@ def drying_start_command(
         "drying_start", actor_id, request_id, expected_revision,
         target_c=int(target_c), hours=hours,
     )
-
-
-def drying_stop_command(actor_id: str, request_id: str) -> str:
-    return _command("drying_stop", actor_id, request_id)
 
 
 def filter_command(on: bool, actor_id: str, request_id: str) -> str:

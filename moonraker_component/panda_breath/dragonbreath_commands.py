@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from . import dragonbreath as db
 from .dragonbreath_lease import Lease
-from .dragonbreath_session import Session, SessionHost
+from .dragonbreath_session import Session, SessionLink
 from .model import MODE_OFF, MODE_ON, device_degrees
 
 #: Network retries of one command (same request id).
@@ -43,8 +43,8 @@ class Outcome(enum.Enum):
 class CommandWriter:
     """The desired state and the commands that carry it, one intent at a time."""
 
-    def __init__(self, host: SessionHost, lease: Lease) -> None:
-        self.host = host
+    def __init__(self, link: SessionLink, lease: Lease) -> None:
+        self.link = link
         self.lease = lease
         self.desired: float | None = None
         self.intent = 0
@@ -73,30 +73,30 @@ class CommandWriter:
         if self._off_is_redundant():
             self.offs_skipped += 1
         else:
-            self.host.write(self._off(self.intent))
+            self.link.write(self._off(self.intent))
 
     def drying(self, temperature: int, hours: int) -> None:
         low, high = db.DRYING_HOURS_RANGE
         run_hours = min(high, max(low, int(hours)))
         if run_hours != hours:
-            self.host._log_limited("drying for %d h: DragonBreath runs %d-%d h cycles" % (
+            self.link._log_limited("drying for %d h: DragonBreath runs %d-%d h cycles" % (
                 run_hours, low, high))
         degrees = min(db.MAX_TARGET_C, max(db.MIN_TARGET_C, int(temperature)))
         self.intent += 1
         self.desired = 0.0
-        self.host.write(self._drying(degrees, run_hours, self.intent))
+        self.link.write(self._drying(degrees, run_hours, self.intent))
 
     def filter(self, on: bool) -> None:
-        self.host.write(self._filter(on))
+        self.link.write(self._filter(on))
 
     def clear_fault(self) -> None:
-        self.host.write(self._clear_fault())
+        self.link.write(self._clear_fault())
 
     def refuse(self, target: float, reason: str) -> None:
         self.last_refusal = reason
-        self.host._log_limited("target refused: %s" % reason)
-        self.host.listener.refused_target(target, reason)
-        self.host.listener.on_link_changed()
+        self.link._log_limited("target refused: %s" % reason)
+        self.link.listener.refused_target(target, reason)
+        self.link.listener.on_link_changed()
 
     # What is already so -----------------------------------------------------------
 
@@ -109,8 +109,8 @@ class CommandWriter:
         report while the device shows a fault: one request per telemetry
         event otherwise).
         """
-        state = self.host.last_state
-        age = self.host.last_frame_age()
+        state = self.link.last_state
+        age = self.link.last_frame_age()
         return (
             state is not None and self.off_acked_revision is not None
             and state.revision == self.off_acked_revision and state.mode == MODE_OFF
@@ -120,7 +120,7 @@ class CommandWriter:
 
     def _heat_satisfied(self, target: float) -> bool:
         """The device already heats to ``target`` under our lease: only heartbeats needed."""
-        state = self.host.last_state
+        state = self.link.last_state
         if state is None or not self.lease.held or not self.lease.owned:
             return False
         if state.mode != MODE_ON or state.device_target is None or state.fault_latched:
@@ -143,21 +143,21 @@ class CommandWriter:
                 intent = self.intent
                 if self._heat_satisfied(target):
                     break
-                state = self.host.last_state
+                state = self.link.last_state
                 if state is not None and state.fault_latched:
                     self.refuse(target, "the device has a latched fault (%s); it must be "
                                 "cleared first" % (state.fault_reason or "no reason given"))
                     break
-                if self.host.revision is None:
-                    await self.host.refresh_state()
-                    if self.host.revision is None:
+                if self.link.revision is None:
+                    await self.link.refresh_state()
+                    if self.link.revision is None:
                         await asyncio.sleep(COMMAND_RETRY_S)
                         continue
-                outcome = await self._power_on(target, self.host.revision, intent)
+                outcome = await self._power_on(target, self.link.revision, intent)
                 if outcome is Outcome.CONFLICT and self.intent == intent:
                     conflicts += 1
                     if conflicts >= MAX_CONFLICTS:
-                        self.host.note_error("power_on: %d revision conflicts in a row; "
+                        self.link.note_error("power_on: %d revision conflicts in a row; "
                                              "waiting for the next change" % conflicts)
                         break
                     continue  # re-read done: decide again with the new state
@@ -167,7 +167,7 @@ class CommandWriter:
 
     async def _power_on(self, target: float, revision: int, intent: int) -> Outcome:
         try:
-            body = db.power_on_command(target, revision, self.host.actor_id, db.new_request_id())
+            body = db.power_on_command(target, revision, self.link.actor_id, db.new_request_id())
         except (ValueError, db.TargetRefused) as exc:
             self.refuse(target, str(exc))
             return Outcome.REFUSED
@@ -177,7 +177,7 @@ class CommandWriter:
         if result.ok:
             return self._leased(result, revision)
         if result.state is not None:
-            self.host.absorb(result.state)
+            self.link.absorb(result.state)
         if result.kind == db.REVISION_CONFLICT:
             await self._conflict(result)
             return Outcome.CONFLICT
@@ -187,23 +187,23 @@ class CommandWriter:
     def _leased(self, result: db.CommandResult, revision: int) -> Outcome:
         if result.lease_id is None:
             # A success without a lease cannot be kept alive: fail safe.
-            self.host.note_error("power_on answered without a lease id; switching off")
-            self.host.write(self._off(self.intent))
+            self.link.note_error("power_on answered without a lease id; switching off")
+            self.link.write(self._off(self.intent))
             return Outcome.FAILED
         state = result.state
         self.lease.take(result.lease_id, state.revision if state is not None
                         and state.revision is not None else revision + 1)
         self.last_refusal = None
         if state is not None:
-            self.host.absorb(state)
+            self.link.absorb(state)
         self.lease.owned = True
         if self.desired is None or self.desired <= 0:
             # An OFF crossed this ON: the ON may have landed last.
-            self.host.write(self._off(self.intent))
+            self.link.write(self._off(self.intent))
         return Outcome.OK
 
     def _power_on_refused(self, target: float, result: db.CommandResult) -> None:
-        state = self.host.last_state
+        state = self.link.last_state
         if result.kind == db.FAULT_LATCHED:
             self.refuse(target, "the device refuses heat while a fault is latched (%s)" % (
                 state.fault_reason if state is not None and state.fault_reason
@@ -211,22 +211,22 @@ class CommandWriter:
         elif result.kind == db.BAD_REQUEST:
             self.refuse(target, "the device refused target %.0f °C (%s)" % (
                 target, result.describe()))
-            self.host.write(self._off(self.intent))
+            self.link.write(self._off(self.intent))
         elif result.kind == db.AUTH:
             self.refuse(target, "the device refused our control token (%s): set the "
                         "section's token to the device's control token" % result.describe())
         else:
-            self.host.note_error("power_on failed: %s" % result.describe())
+            self.link.note_error("power_on failed: %s" % result.describe())
 
     async def _conflict(self, result: db.CommandResult) -> None:
         self.revision_conflicts += 1
         if result.state is None:
-            await self.host.refresh_state()
+            await self.link.refresh_state()
 
     # Other commands -------------------------------------------------------------------
 
     async def _off(self, intent: int) -> None:
-        body = db.off_command(self.host.actor_id, db.new_request_id())
+        body = db.off_command(self.link.actor_id, db.new_request_id())
         result = await self._command(body, "off", intent, retry_while_superseded=True)
         if result is None:
             return
@@ -237,14 +237,14 @@ class CommandWriter:
         elif result.kind == db.AUTH:
             self.refuse(0.0, "the device refused our control token (%s)" % result.describe())
         else:
-            self.host.note_error("off failed: %s" % result.describe())
+            self.link.note_error("off failed: %s" % result.describe())
         if result.state is not None:
-            self.host.absorb(result.state)
+            self.link.absorb(result.state)
 
     async def _drying(self, temperature: int, hours: int, intent: int) -> None:
         def body(revision: int) -> str:
             return db.drying_start_command(
-                temperature, hours, revision, self.host.actor_id, db.new_request_id())
+                temperature, hours, revision, self.link.actor_id, db.new_request_id())
 
         try:
             result = await self._at_revision(body, "drying_start", intent)
@@ -260,11 +260,11 @@ class CommandWriter:
 
     async def _clear_fault(self) -> None:
         def body(revision: int) -> str:
-            return db.clear_fault_command(revision, self.host.actor_id, db.new_request_id())
+            return db.clear_fault_command(revision, self.link.actor_id, db.new_request_id())
 
         result = await self._at_revision(body, "clear_fault", None)
         if result is not None and not result.ok:
-            self.host.note_error("clear_fault failed: %s" % result.describe())
+            self.link.note_error("clear_fault failed: %s" % result.describe())
 
     async def _at_revision(
         self, body: Callable[[int], str], what: str, intent: int | None
@@ -274,28 +274,28 @@ class CommandWriter:
         None when it was not sent or not answered, superseded, or kept conflicting.
         """
         for _ in range(MAX_CONFLICTS):
-            if self.host.revision is None:
-                await self.host.refresh_state()
-            if self.host.revision is None or (intent is not None and self.intent != intent):
+            if self.link.revision is None:
+                await self.link.refresh_state()
+            if self.link.revision is None or (intent is not None and self.intent != intent):
                 return None
-            result = await self._command(body(self.host.revision), what, intent)
+            result = await self._command(body(self.link.revision), what, intent)
             if result is None:
                 return None
             if result.state is not None:
-                self.host.absorb(result.state)
+                self.link.absorb(result.state)
             if result.kind != db.REVISION_CONFLICT:
                 return result
             await self._conflict(result)
         return None
 
     async def _filter(self, on: bool) -> None:
-        body = db.filter_command(on, self.host.actor_id, db.new_request_id())
+        body = db.filter_command(on, self.link.actor_id, db.new_request_id())
         result = await self._command(body, "filter", None)
         if result is None:
             reason = "the device did not answer"
         else:
             if result.state is not None:
-                self.host.absorb(result.state)
+                self.link.absorb(result.state)
             if result.ok:
                 return
             if result.kind == db.CONFLICT:
@@ -304,8 +304,8 @@ class CommandWriter:
             else:
                 reason = "the device refused it (%s)" % result.describe()
         reason = "filter %s not applied: %s" % ("on" if on else "off", reason)
-        self.host._log_limited(reason)
-        self.host.listener.refused_request(reason)
+        self.link._log_limited(reason)
+        self.link.listener.refused_request(reason)
 
     async def _command(
         self, body: str, what: str, intent: int | None, retry_while_superseded: bool = False
@@ -314,15 +314,15 @@ class CommandWriter:
         for attempt in range(COMMAND_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(COMMAND_RETRY_S)
-            if self.host.session is None:
+            if self.link.session is None:
                 return None  # the session ended; the next one resends the desired state
             if attempt and intent is not None and intent != self.intent and not (
                 retry_while_superseded and (self.desired or 0.0) <= 0
             ):
                 return None  # a newer intent took over
-            result = await self.host.post(db.PATH_COMMAND, body, what)
+            result = await self.link.post(db.PATH_COMMAND, body, what)
             if result is not None and result.kind not in (db.BUSY, db.SERVER_ERROR):
                 return result
             if result is not None:
-                self.host.note_error("%s: %s" % (what, result.describe()))
+                self.link.note_error("%s: %s" % (what, result.describe()))
         return None

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from . import dragonbreath as db
-from .dragonbreath_session import Session, SessionHost
+from .dragonbreath_session import Session, SessionLink
 from .model import DeviceReport
 
 #: How often a device whose comms_ms differs from ``lease_timeout`` is told again.
@@ -27,8 +27,8 @@ SETTINGS_RETRY_S = 30.0
 class Lease:
     """Our lease on the device, its heartbeats and the watchdog's length."""
 
-    def __init__(self, host: SessionHost, lease_timeout: float | None) -> None:
-        self.host = host
+    def __init__(self, link: SessionLink, lease_timeout: float | None) -> None:
+        self.link = link
         if lease_timeout is not None:
             db.comms_ms_query(lease_timeout)  # ValueError outside 10-300 s
         #: Seconds of the device's lease/watchdog to set (``config.comms_ms``);
@@ -66,8 +66,8 @@ class Lease:
         self.owned = False
         if had and lost_reason is not None:
             self.lost += 1
-            self.host._log_limited("lease lost: %s" % lost_reason)
-            self.host.listener.on_link_changed()
+            self.link._log_limited("lease lost: %s" % lost_reason)
+            self.link.listener.on_link_changed()
 
     def on_reboot(self) -> None:
         """A reboot ends every lease (no loss to report) and may have lost ``lease_timeout``.
@@ -82,7 +82,7 @@ class Lease:
         """Lease facts of a snapshot: the watchdog's length and whether we still hold it."""
         if report.comms_ms is not None:
             self.comms_ms = report.comms_ms
-            session = self.host.session
+            session = self.link.session
             if session is not None and self._settings_due(report.comms_ms):
                 self._settings_sent_at = time.monotonic()
                 session.spawn(self.apply_timeout(report.comms_ms))
@@ -114,16 +114,16 @@ class Lease:
             return
         self._settings_sent_at = time.monotonic()
         query = db.comms_ms_query(self.timeout)
-        result = await self.host.post(db.PATH_SETTINGS, query, "settings", form=True)
+        result = await self.link.post(db.PATH_SETTINGS, query, "settings", form=True)
         if result is None:
             return
         if result.ok and result.comms_ms is not None:
             self.comms_ms = result.comms_ms
             if result.comms_ms != wanted:
-                self.host._log_limited("the device set comms_ms %d (asked %d)" % (
+                self.link._log_limited("the device set comms_ms %d (asked %d)" % (
                     result.comms_ms, wanted))
         elif not result.ok:
-            self.host.note_error("setting comms_ms failed: %s" % result.describe())
+            self.link.note_error("setting comms_ms failed: %s" % result.describe())
 
     async def heartbeats(self, session: Session) -> None:
         """Renew the lease while we hold one, retrying a failed beat within a second."""
@@ -143,7 +143,7 @@ class Lease:
             await self._beat(lease_id)
 
     async def _beat(self, lease_id: str) -> None:
-        result = await self.host.post(db.PATH_HEARTBEAT, db.heartbeat_body(lease_id), "heartbeat")
+        result = await self.link.post(db.PATH_HEARTBEAT, db.heartbeat_body(lease_id), "heartbeat")
         if lease_id != self._id:
             return  # the lease changed while this heartbeat was out
         if result is None:
@@ -158,11 +158,11 @@ class Lease:
         self.heartbeat_failures += 1
         if result.kind == db.STALE_LEASE:
             # A reboot shows in the fresh state as a new boot id (no loss to report).
-            await self.host.refresh_state()
+            await self.link.refresh_state()
             if self._id == lease_id:
                 self.drop("the device refused our heartbeat (%s)" % result.describe())
         else:
-            self.host.note_error("heartbeat failed: %s" % result.describe())
+            self.link.note_error("heartbeat failed: %s" % result.describe())
 
     def describe(self) -> dict[str, Any]:
         expires = None

@@ -1,7 +1,7 @@
 """What the parts of a DragonBreath session share: its lifetime and what they ask of the link.
 
 The event stream, the lease and the command writer each hold one idea; the
-link wires them together.  They reach the link only through ``SessionHost``,
+link wires them together.  They reach the link only through ``SessionLink``,
 so none of them imports it.
 """
 
@@ -46,7 +46,7 @@ class Session:
             task.cancel()
 
 
-class SessionHost(Protocol):
+class SessionLink(Protocol):
     """The link, as the session's parts see it."""
 
     name: str

@@ -21,7 +21,7 @@ from tornado.httpclient import HTTPResponse
 from . import dragonbreath as db
 from . import sse
 from .dragonbreath_http import MAX_BODY, DragonBreathHttp
-from .dragonbreath_session import Session, SessionHost
+from .dragonbreath_session import Session, SessionLink
 from .model import FrameError
 
 #: How often ``/api/v2/state`` is read while there is no stream.
@@ -79,9 +79,9 @@ class _Attempt:
         """Dropped events counted as they happen: the stream may stay open for hours."""
         dropped = self.parser.events_dropped
         if dropped != self.dropped:
-            self.follower.host.frames_dropped += dropped - self.dropped
+            self.follower.link.frames_dropped += dropped - self.dropped
             self.dropped = dropped
-            self.follower.host._log_limited(
+            self.follower.link._log_limited(
                 "dropped %d over-long stream line(s)" % self.parser.lines_dropped)
 
     def outcome(self, response: HTTPResponse | None, outcome: str) -> str:
@@ -104,8 +104,8 @@ class _Attempt:
 class EventStream:
     """The stream with its polling fallback, for one session at a time."""
 
-    def __init__(self, host: SessionHost, http: DragonBreathHttp) -> None:
-        self.host = host
+    def __init__(self, link: SessionLink, http: DragonBreathHttp) -> None:
+        self.link = link
         self.http = http
         #: STREAM, POLLING, or None while there is no session.
         self.state: str | None = None
@@ -122,9 +122,9 @@ class EventStream:
         self._retry_at = 0.0
         self._retry_index = 0
         try:
-            while not self.host.closing:
-                if self.host.lost():
-                    return "device silent for %.0f s" % self.host.silence_timeout
+            while not self.link.closing:
+                if self.link.lost():
+                    return "device silent for %.0f s" % self.link.silence_timeout
                 if time.monotonic() >= self._retry_at:
                     await self._stream_once(session)
                     continue
@@ -142,7 +142,7 @@ class EventStream:
         self.http.abort_stream()
 
     def _silence(self) -> float:
-        return min(STREAM_SILENCE_S, max(0.5, self.host.silence_timeout / 2.0))
+        return min(STREAM_SILENCE_S, max(0.5, self.link.silence_timeout / 2.0))
 
     async def _stream_once(self, session: Session) -> None:
         """Follow the event stream until it ends; then schedule the next try."""
@@ -158,7 +158,7 @@ class EventStream:
             outcome = "failed: %s" % self.http.describe_exc(exc)
         attempt.count_dropped()
         outcome = attempt.outcome(response, outcome)
-        if self.host.closing:
+        if self.link.closing:
             return
         if time.monotonic() - attempt.started >= STREAM_STABLE_S and attempt.events:
             self._retry_index = 0
@@ -166,9 +166,9 @@ class EventStream:
         self._retry_index += 1
         self._retry_at = time.monotonic() + delay
         self.state = POLLING
-        self.host._log_limited("event stream ended (%s); polling, stream retried in %.0f s" % (
+        self.link._log_limited("event stream ended (%s); polling, stream retried in %.0f s" % (
             outcome, delay))
-        self.host.listener.on_link_changed()
+        self.link.listener.on_link_changed()
 
     async def _watch(self, future: asyncio.Future[HTTPResponse], session: Session) -> str:
         """Wait for the stream to end; end it when it (or the device) falls silent."""
@@ -177,13 +177,13 @@ class EventStream:
             await asyncio.wait([future], timeout=0.25)
             if future.done():
                 break
-            if self.host.closing or not session.alive:
+            if self.link.closing or not session.alive:
                 outcome = "closing"
                 self.abort()
             elif time.monotonic() - self.last_chunk > self._silence():
                 outcome = "silent for %.1f s" % self._silence()
                 self.abort()
-            elif self.host.lost():
+            elif self.link.lost():
                 outcome = "device silent"
                 self.abort()
         return outcome
@@ -191,44 +191,44 @@ class EventStream:
     def opened(self) -> None:
         self.state = STREAM
         self.last_chunk = time.monotonic()
-        self.host.listener.on_link_changed()
+        self.link.listener.on_link_changed()
 
     def on_event(self, event: sse.SseEvent) -> None:
         if event.event not in ("state", "telemetry", "message"):
             return
-        self.host._note_frame()
+        self.link._note_frame()
         try:
-            report = db.decode_state(event.data, self.host.actor_id)
+            report = db.decode_state(event.data, self.link.actor_id)
         except FrameError as exc:
-            self.host._drop_frame(str(exc))
+            self.link._drop_frame(str(exc))
             return
         except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the session
-            self.host._drop_frame("undecodable (%s)" % type(exc).__name__)
+            self.link._drop_frame("undecodable (%s)" % type(exc).__name__)
             return
-        self.host.take(report)
+        self.link.take(report)
 
     async def poll_once(self) -> None:
         try:
             body = await self.http.get(db.PATH_STATE)
         except Exception as exc:  # noqa: BLE001 - the silence check decides
-            self.host.note_error("state poll failed: %s" % self.http.describe_exc(exc))
+            self.link.note_error("state poll failed: %s" % self.http.describe_exc(exc))
             return
         self.polls += 1
-        self.host._note_frame()
+        self.link._note_frame()
         try:
-            report = db.decode_state(body, self.host.actor_id)
+            report = db.decode_state(body, self.link.actor_id)
         except FrameError as exc:
-            self.host._drop_frame(str(exc))
+            self.link._drop_frame(str(exc))
             return
-        self.host.take(report)
+        self.link.take(report)
 
     def take_error_state(self, body: bytes, status: int) -> None:
         """The stream's 503 carries the state: use it."""
         if not body:
             return
         try:
-            result = db.decode_response(status, body, self.host.actor_id)
+            result = db.decode_response(status, body, self.link.actor_id)
         except FrameError:
             return
         if result.state is not None:
-            self.host.take(result.state)
+            self.link.take(result.state)
