@@ -177,7 +177,7 @@ async def test_power_on_and_off_reach_the_device(make_sim, start_link):
     await eventually(lambda: sim.state()["mode"] == "off", what="device off")
     assert sim.state()["lease"] is None and not sim.state()["fault_latched"]
     await eventually(lambda: not link.lease.owned, what="lease released")
-    assert link.lease.lost == 0  # released, not lost
+    assert link.lease.losses == 0  # released, not lost
     assert link.last_error is None
 
 
@@ -198,7 +198,7 @@ async def test_heartbeats_keep_the_lease_for_a_compressed_hour(make_sim, start_l
         await asyncio.sleep(0.1)
     assert samples >= 30
     assert link.lease.heartbeats_sent >= 5 and link.lease.heartbeat_failures == 0
-    assert link.lease.acquired == 1 and link.lease.lost == 0
+    assert link.lease.acquired == 1 and link.lease.losses == 0
     assert sim.state()["counters"].get("heartbeats_refused", 0) == 0
     assert 43.0 < sim.state()["chamber_temp"] < 47.5  # it really heated, and regulates
     assert link.describe()["lease_expires_s"] is not None
@@ -276,7 +276,7 @@ async def test_reboot_is_a_new_link_up(make_sim, start_link):
     assert link.boot_id == sim.state()["boot_id"] != old_boot
     assert link.reboots_seen == 1 and not link.lease.owned and link.revision == 1
     assert listener.downs == []  # back within silence_timeout: the same session
-    assert link.lease.lost == 0  # a reboot ends the lease; nobody took it
+    assert link.lease.losses == 0  # a reboot ends the lease; nobody took it
     assert sim.state()["mode"] == "off"
     link.send_target(45)  # what the controller does on on_link_up
     await eventually(lambda: heating_under(link, 45)(sim), what="heating again")
@@ -324,8 +324,8 @@ async def test_take_over_is_reported_as_a_lost_lease(make_sim, start_link):
     link.send_target(45)
     await eventually(lambda: heating_under(link, 45)(sim), what="heating")
     sim.control("take_over", {"source": "web", "target": "55"})
-    await eventually(lambda: link.lease.lost, timeout=3, what="lease lost")
-    assert not link.lease.owned and link.lease.lost == 1
+    await eventually(lambda: link.lease.losses, timeout=3, what="lease lost")
+    assert not link.lease.owned and link.lease.losses == 1
     assert listener.last().source == "web" and listener.last().lease_owned is False
     assert listener.last().device_target == 55
     # The device's own dashboard holds its lease now; no fault from our missing heartbeats.
