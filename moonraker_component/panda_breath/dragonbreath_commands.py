@@ -61,7 +61,7 @@ class CommandWriter:
     def target(self, target: float, session: Session) -> None:
         refusal = db.refusal_for_target(target)
         if refusal is not None:
-            self.refuse(target, refusal)
+            self._refuse(target, refusal)
             target = 0.0  # fail safe: a target the device will not take means off
         self.intent += 1
         self.desired = target
@@ -92,7 +92,7 @@ class CommandWriter:
     def clear_fault(self) -> None:
         self.link.write(self._clear_fault())
 
-    def refuse(self, target: float, reason: str) -> None:
+    def _refuse(self, target: float, reason: str) -> None:
         self.last_refusal = reason
         self.link._log_limited("target refused: %s" % reason)
         self.link.listener.refused_target(target, reason)
@@ -145,7 +145,7 @@ class CommandWriter:
                     break
                 state = self.link.last_state
                 if state is not None and state.fault_latched:
-                    self.refuse(target, "the device has a latched fault (%s); it must be "
+                    self._refuse(target, "the device has a latched fault (%s); it must be "
                                 "cleared first" % (state.fault_reason or "no reason given"))
                     break
                 if self.link.revision is None:
@@ -169,7 +169,7 @@ class CommandWriter:
         try:
             body = db.power_on_command(target, revision, self.link.actor_id, db.new_request_id())
         except (ValueError, db.TargetRefused) as exc:
-            self.refuse(target, str(exc))
+            self._refuse(target, str(exc))
             return Outcome.REFUSED
         result = await self._command(body, "power_on", intent)
         if result is None:
@@ -205,15 +205,15 @@ class CommandWriter:
     def _power_on_refused(self, target: float, result: db.CommandResult) -> None:
         state = self.link.last_state
         if result.kind == db.FAULT_LATCHED:
-            self.refuse(target, "the device refuses heat while a fault is latched (%s)" % (
+            self._refuse(target, "the device refuses heat while a fault is latched (%s)" % (
                 state.fault_reason if state is not None and state.fault_reason
                 else result.describe()))
         elif result.kind == db.BAD_REQUEST:
-            self.refuse(target, "the device refused target %.0f °C (%s)" % (
+            self._refuse(target, "the device refused target %.0f °C (%s)" % (
                 target, result.describe()))
             self.link.write(self._off(self.intent))
         elif result.kind == db.AUTH:
-            self.refuse(target, "the device refused our control token (%s): set the "
+            self._refuse(target, "the device refused our control token (%s): set the "
                         "section's token to the device's control token" % result.describe())
         else:
             self.link.note_error("power_on failed: %s" % result.describe())
@@ -235,7 +235,7 @@ class CommandWriter:
             if result.state is not None and result.state.revision is not None:
                 self.off_acked_revision = result.state.revision
         elif result.kind == db.AUTH:
-            self.refuse(0.0, "the device refused our control token (%s)" % result.describe())
+            self._refuse(0.0, "the device refused our control token (%s)" % result.describe())
         else:
             self.link.note_error("off failed: %s" % result.describe())
         if result.state is not None:
@@ -249,14 +249,14 @@ class CommandWriter:
         try:
             result = await self._at_revision(body, "drying_start", intent)
         except db.TargetRefused as exc:
-            self.refuse(float(temperature), str(exc))
+            self._refuse(float(temperature), str(exc))
             return
         if result is None:
             return
         if result.ok:
             self.lease.drop(None)  # drying runs on its own; any lease of ours is gone
         else:
-            self.refuse(float(temperature), "the device refused drying (%s)" % result.describe())
+            self._refuse(float(temperature), "the device refused drying (%s)" % result.describe())
 
     async def _clear_fault(self) -> None:
         def body(revision: int) -> str:

@@ -49,7 +49,6 @@ class Session:
 class SessionLink(Protocol):
     """The link, as the session's parts see it."""
 
-    name: str
     listener: DragonBreathListener
     actor_id: str
     silence_timeout: float
@@ -58,7 +57,6 @@ class SessionLink(Protocol):
     session: Session | None
     last_state: DeviceReport | None
     frames_dropped: int
-    frames_sent: int
 
     def lost(self) -> bool: ...
 
