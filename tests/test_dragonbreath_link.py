@@ -264,6 +264,30 @@ async def test_silent_stream_falls_back_to_polling(make_sim, start_link):
     assert listener.downs == [] and listener.ups == 1 and link.stream.polls >= 1
 
 
+async def test_a_failed_session_task_starts_a_new_session(make_sim, start_link):
+    """A bug in the heartbeats (or the writer) must not leave a session without them."""
+    sim = await dragon(make_sim)
+    link = await start_link(sim)
+    listener: RecordingListener = link.listener  # type: ignore[assignment]
+    beat = link.lease._beat
+    failed: list[bool] = []
+
+    async def broken_once(lease_id: str) -> None:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("a bug")
+        await beat(lease_id)
+
+    link.lease._beat = broken_once  # type: ignore[method-assign]
+    link.send_target(45)
+    await eventually(lambda: listener.downs, timeout=5, what="the broken session ended")
+    assert listener.downs == ["internal error: heartbeats failed (RuntimeError)"]
+    await eventually(lambda: listener.ups == 2, timeout=5, what="a new session")
+    link.send_target(45)  # what the controller does on on_link_up
+    await eventually(lambda: link.lease.heartbeats_sent >= 2, timeout=5, what="heartbeats again")
+    assert heating_under(link, 45)(sim)
+
+
 async def test_reboot_is_a_new_link_up(make_sim, start_link):
     sim = await dragon(make_sim)
     link = await start_link(sim)

@@ -40,7 +40,7 @@ class Lease:
         self.heartbeats_sent = 0
         self.heartbeat_failures = 0
         self.acquired = 0
-        self.lost = 0
+        self.losses = 0
         self._id: str | None = None
         self._revision = 0
         self._expires_at: float | None = None
@@ -65,7 +65,7 @@ class Lease:
         self._expires_at = None
         self.owned = False
         if had and lost_reason is not None:
-            self.lost += 1
+            self.losses += 1
             self.link._log_limited("lease lost: %s" % lost_reason)
             self.link.listener.on_link_changed()
 
@@ -85,7 +85,7 @@ class Lease:
             session = self.link.session
             if session is not None and self._settings_due(report.comms_ms):
                 self._settings_sent_at = time.monotonic()
-                session.spawn(self.apply_timeout(report.comms_ms))
+                session.spawn(self.apply_timeout(report.comms_ms), "setting comms_ms")
         if self._id is not None and report.lease_owned is False and (
             report.revision is None or report.revision >= self._revision
         ):
@@ -175,5 +175,5 @@ class Lease:
             "comms_ms": self.comms_ms,
             "heartbeats_sent": self.heartbeats_sent,
             "heartbeat_failures": self.heartbeat_failures,
-            "leases_lost": self.lost,
+            "leases_lost": self.losses,
         }

@@ -144,8 +144,8 @@ class DragonBreathLink(DeviceLink):
             self.listener.on_link_up()
             self._note_frame()
             self.absorb(first)
-            session.spawn(self.lease.heartbeats(session))
-            session.spawn(self.commands.run(session))
+            session.spawn(self.lease.heartbeats(session), "heartbeats")
+            session.spawn(self.commands.run(session), "the command writer")
             reason = await self.stream.follow(session)
         finally:
             session.end()

@@ -8,6 +8,7 @@ so none of them imports it.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable
 from typing import Any
 
@@ -28,17 +29,33 @@ class DragonBreathListener(LinkListener, Protocol):
 
 
 class Session:
-    """What lives exactly as long as one session (tasks, the writer's wake-up)."""
+    """What lives exactly as long as one session (tasks, the writer's wake-up).
+
+    A task that fails (a bug) ends the session: the link starts a new one,
+    with new tasks, after the usual backoff.
+    """
 
     def __init__(self) -> None:
         self.wake = asyncio.Event()
         self.tasks: list[asyncio.Future[Any]] = []
         self.alive = True
+        #: Why the session ended early, if one of its tasks failed.
+        self.failure: str | None = None
 
-    def spawn(self, coro: Awaitable[Any]) -> None:
+    def spawn(self, coro: Awaitable[Any], what: str) -> None:
         """Run ``coro`` until the session ends."""
+        task = asyncio.ensure_future(coro)
+        task.add_done_callback(functools.partial(self._done, what))
         self.tasks = [t for t in self.tasks if not t.done()]
-        self.tasks.append(asyncio.ensure_future(coro))
+        self.tasks.append(task)
+
+    def _done(self, what: str, task: asyncio.Future[Any]) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()  # also marks it retrieved
+        if exc is not None and self.alive:
+            self.failure = "internal error: %s failed (%s)" % (what, type(exc).__name__)
+            self.alive = False
 
     def end(self) -> None:
         self.alive = False

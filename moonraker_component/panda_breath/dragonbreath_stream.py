@@ -122,7 +122,7 @@ class EventStream:
         self._retry_at = 0.0
         self._retry_index = 0
         try:
-            while not self.link.closing:
+            while not self.link.closing and session.alive:
                 if self.link.lost():
                     return "device silent for %.0f s" % self.link.silence_timeout
                 if time.monotonic() >= self._retry_at:
@@ -132,7 +132,7 @@ class EventStream:
                 await self.poll_once()
                 pause = min(POLL_INTERVAL_S, max(0.0, self._retry_at - time.monotonic()))
                 await asyncio.sleep(pause)
-            return "closed"
+            return session.failure or "closed"
         finally:
             self.abort()
             self.state = None
