@@ -202,9 +202,6 @@ class EventStream:
         except FrameError as exc:
             self.link._drop_frame(str(exc))
             return
-        except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the session
-            self.link._drop_frame("undecodable (%s)" % type(exc).__name__)
-            return
         self.link.take(report)
 
     async def poll_once(self) -> None:

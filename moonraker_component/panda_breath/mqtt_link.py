@@ -228,9 +228,6 @@ class MqttDeviceLink(DeviceLink):
             # The payload itself is never logged.
             self._drop_frame("on %s: %s" % (topic, exc))
             return
-        except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the session
-            self._drop_frame("on %s: undecodable (%s)" % (topic, type(exc).__name__))
-            return
         try:
             self._use(topic, report)
         except Exception:  # noqa: BLE001 - counted, logged, the session goes on
