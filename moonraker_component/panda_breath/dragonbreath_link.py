@@ -41,7 +41,6 @@ STABLE_SESSION_S = 2.0
 class DragonBreathLink(DeviceLink):
     """``firmware: dragonbreath``; see the module docstring."""
 
-    reports_settings = True
     supports_drying = True
     supports_filter = True
     arbitrates = True
