@@ -8,6 +8,7 @@ DeviceController on top to show the desired state coming back after a reboot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -18,7 +19,8 @@ import pytest
 import sim_fixtures
 from panda_breath.backoff import Backoff
 from panda_breath.controller import DeviceController
-from panda_breath.dragonbreath_link import POLLING, STREAM, DragonBreathLink
+from panda_breath.dragonbreath_link import DragonBreathLink
+from panda_breath.dragonbreath_stream import POLLING, STREAM
 from panda_breath.link import LINK_CONNECTED
 from panda_breath.model import MODE_ON, DeviceReport
 from sim_fixtures import eventually
@@ -34,7 +36,6 @@ class RecordingListener:
         self.downs: list[str] = []
         self.reports: list[DeviceReport] = []
         self.refusals: list[tuple[float, str]] = []
-        self.lost: list[str] = []
         self.refused_requests: list[str] = []
         self.changes = 0
 
@@ -52,9 +53,6 @@ class RecordingListener:
 
     def refused_target(self, target: float, reason: str) -> None:
         self.refusals.append((target, reason))
-
-    def lease_lost(self, reason: str) -> None:
-        self.lost.append(reason)
 
     def refused_request(self, reason: str) -> None:
         self.refused_requests.append(reason)
@@ -107,13 +105,19 @@ def heating_under(link: DragonBreathLink, target: float) -> Callable[[Any], bool
     return check
 
 
-def controller_on_link(sim: Any) -> tuple[DeviceController, DragonBreathLink, asyncio.Future[Any]]:
-    """A real controller driving a running link to ``sim`` (the caller closes the link)."""
+@contextlib.asynccontextmanager
+async def controller_on_link(sim: Any) -> AsyncIterator[tuple[DeviceController, DragonBreathLink]]:
+    """A real controller driving a running link to ``sim``, closed on the way out."""
     controller = DeviceController("dev", "chamber", 60.0, QuietRelay(), lambda: None)
     link = DragonBreathLink(controller, "dev", "127.0.0.1", port=sim.port,
                             silence_timeout=2.0, backoff=Backoff(0.1, 0.5))
     controller.link = link
-    return controller, link, asyncio.ensure_future(link.run())
+    task = asyncio.ensure_future(link.run())
+    try:
+        yield controller, link
+    finally:
+        await link.close()
+        await asyncio.wait_for(task, 5)
 
 
 class QuietRelay:
@@ -137,7 +141,7 @@ async def test_connects_streams_and_reports_readings(make_sim, start_link):
     assert listener.ups == 1
     first = listener.reports[0]
     assert first.snapshot and first.boot_id == sim.state()["boot_id"] and first.revision == 1
-    await eventually(lambda: link.stream_state == STREAM, what="event stream")
+    await eventually(lambda: link.stream.state == STREAM, what="event stream")
     count = len(listener.reports)
     await eventually(lambda: len(listener.reports) >= count + 3, what="telemetry reports")
     assert abs(listener.last().chamber_temp - 27.5) < 0.5
@@ -156,7 +160,7 @@ async def test_power_on_and_off_reach_the_device(make_sim, start_link):
     listener: RecordingListener = link.listener  # type: ignore[assignment]
     assert link.send_target(45.2)
     await eventually(lambda: heating_under(link, 45)(sim), what="device heating at 45")
-    await eventually(lambda: link.lease_owned, what="lease owned")
+    await eventually(lambda: link.lease.owned, what="lease owned")
     await eventually(lambda: listener.last().lease_owned and listener.last().mode == MODE_ON,
                      what="report of our lease")
     assert listener.last().source == "klipper"
@@ -165,15 +169,15 @@ async def test_power_on_and_off_reach_the_device(make_sim, start_link):
     revision = sim.state()["revision"]
     assert link.send_target(45)
     await asyncio.sleep(0.5)
-    assert sim.state()["revision"] == revision and link.leases_acquired == 1
+    assert sim.state()["revision"] == revision and link.lease.acquired == 1
     # A new target: a new power_on.
     assert link.send_target(50)
     await eventually(lambda: heating_under(link, 50)(sim), what="device heating at 50")
     assert link.send_target(0)
     await eventually(lambda: sim.state()["mode"] == "off", what="device off")
     assert sim.state()["lease"] is None and not sim.state()["fault_latched"]
-    await eventually(lambda: not link.lease_owned, what="lease released")
-    assert listener.lost == []  # released, not lost
+    await eventually(lambda: not link.lease.owned, what="lease released")
+    assert link.lease.losses == 0  # released, not lost
     assert link.last_error is None
 
 
@@ -193,8 +197,8 @@ async def test_heartbeats_keep_the_lease_for_a_compressed_hour(make_sim, start_l
         samples += 1
         await asyncio.sleep(0.1)
     assert samples >= 30
-    assert link.heartbeats_sent >= 5 and link.heartbeat_failures == 0
-    assert link.leases_acquired == 1 and link.leases_lost == 0
+    assert link.lease.heartbeats_sent >= 5 and link.lease.heartbeat_failures == 0
+    assert link.lease.acquired == 1 and link.lease.losses == 0
     assert sim.state()["counters"].get("heartbeats_refused", 0) == 0
     assert 43.0 < sim.state()["chamber_temp"] < 47.5  # it really heated, and regulates
     assert link.describe()["lease_expires_s"] is not None
@@ -208,7 +212,7 @@ async def test_a_killed_link_leaves_the_device_to_its_own_watchdog(make_sim):
     await eventually(lambda: link.state == LINK_CONNECTED, what="link up")
     link.send_target(45)
     await eventually(lambda: heating_under(link, 45)(sim), what="heating")
-    await eventually(lambda: link.heartbeats_sent >= 2, what="heartbeats")
+    await eventually(lambda: link.lease.heartbeats_sent >= 2, what="heartbeats")
     # Moonraker dies: its task is gone, no OFF is sent, no heartbeat follows.
     task.cancel()
     killed = time.monotonic()
@@ -232,19 +236,19 @@ async def test_stream_busy_polling_still_controls_it(make_sim, start_link):
     sim.control("occupy_streams", {"n": "2"})  # its dashboard and /diag hold both slots
     link = await start_link(sim)
     listener: RecordingListener = link.listener  # type: ignore[assignment]
-    await eventually(lambda: link.stream_refusals >= 1, what="503 busy")
-    assert link.stream_state == POLLING and link.describe()["stream"] == POLLING
+    await eventually(lambda: link.stream.refusals >= 1, what="503 busy")
+    assert link.stream.state == POLLING and link.describe()["stream"] == POLLING
     count = len(listener.reports)
     await eventually(lambda: len(listener.reports) >= count + 2, what="polled reports")
     link.send_target(40)
     await eventually(lambda: heating_under(link, 40)(sim), what="heating while polling")
     await asyncio.sleep(2.0)  # more than one lease: the heartbeats keep it
     assert heating_under(link, 40)(sim) and not sim.state()["fault_latched"]
-    assert link.polls >= 2 and link.heartbeats_sent >= 2
+    assert link.stream.polls >= 2 and link.lease.heartbeats_sent >= 2
     link.send_target(0)
     await eventually(lambda: sim.state()["mode"] == "off", what="off while polling")
     sim.control("occupy_streams", {"n": "0"})
-    await eventually(lambda: link.stream_state == STREAM, timeout=10, what="stream back")
+    await eventually(lambda: link.stream.state == STREAM, timeout=10, what="stream back")
     assert listener.downs == []
 
 
@@ -252,12 +256,36 @@ async def test_silent_stream_falls_back_to_polling(make_sim, start_link):
     sim = await dragon(make_sim)
     link = await start_link(sim, silence_timeout=2.0)  # stream silence: 1 s
     listener: RecordingListener = link.listener  # type: ignore[assignment]
-    await eventually(lambda: link.stream_state == STREAM, what="stream")
+    await eventually(lambda: link.stream.state == STREAM, what="stream")
     sim.control("silence_stream", {"seconds": "4"})
-    await eventually(lambda: link.stream_state == POLLING, timeout=3, what="polling")
+    await eventually(lambda: link.stream.state == POLLING, timeout=3, what="polling")
     await eventually(lambda: sim.state()["streams"] == 0, what="silent stream closed by us")
-    await eventually(lambda: link.stream_state == STREAM, timeout=10, what="stream again")
-    assert listener.downs == [] and listener.ups == 1 and link.polls >= 1
+    await eventually(lambda: link.stream.state == STREAM, timeout=10, what="stream again")
+    assert listener.downs == [] and listener.ups == 1 and link.stream.polls >= 1
+
+
+async def test_a_failed_session_task_starts_a_new_session(make_sim, start_link):
+    """A bug in the heartbeats (or the writer) must not leave a session without them."""
+    sim = await dragon(make_sim)
+    link = await start_link(sim)
+    listener: RecordingListener = link.listener  # type: ignore[assignment]
+    beat = link.lease._beat
+    failed: list[bool] = []
+
+    async def broken_once(lease_id: str) -> None:
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("a bug")
+        await beat(lease_id)
+
+    link.lease._beat = broken_once  # type: ignore[method-assign]
+    link.send_target(45)
+    await eventually(lambda: listener.downs, timeout=5, what="the broken session ended")
+    assert listener.downs == ["internal error: heartbeats failed (RuntimeError)"]
+    await eventually(lambda: listener.ups == 2, timeout=5, what="a new session")
+    link.send_target(45)  # what the controller does on on_link_up
+    await eventually(lambda: link.lease.heartbeats_sent >= 2, timeout=5, what="heartbeats again")
+    assert heating_under(link, 45)(sim)
 
 
 async def test_reboot_is_a_new_link_up(make_sim, start_link):
@@ -270,9 +298,9 @@ async def test_reboot_is_a_new_link_up(make_sim, start_link):
     sim.control("reboot", {"down": "0.3"})
     await eventually(lambda: listener.ups == 2, timeout=5, what="on_link_up after the reboot")
     assert link.boot_id == sim.state()["boot_id"] != old_boot
-    assert link.reboots_seen == 1 and not link.lease_owned and link.revision == 1
+    assert link.reboots_seen == 1 and not link.lease.owned and link.revision == 1
     assert listener.downs == []  # back within silence_timeout: the same session
-    assert listener.lost == []  # a reboot ends the lease; nobody took it
+    assert link.lease.losses == 0  # a reboot ends the lease; nobody took it
     assert sim.state()["mode"] == "off"
     link.send_target(45)  # what the controller does on on_link_up
     await eventually(lambda: heating_under(link, 45)(sim), what="heating again")
@@ -281,8 +309,7 @@ async def test_reboot_is_a_new_link_up(make_sim, start_link):
 async def test_the_controller_resends_after_a_reboot(make_sim):
     sim = await dragon(make_sim)
 
-    controller, link, task = controller_on_link(sim)
-    try:
+    async with controller_on_link(sim) as (controller, link):
         controller.set_target(42.0, "klipper")
         await eventually(lambda: heating_under(link, 42)(sim), timeout=5, what="heating")
         sim.control("reboot", {"down": "0.3"})
@@ -292,9 +319,6 @@ async def test_the_controller_resends_after_a_reboot(make_sim):
         controller.force_off("test over")
         await eventually(lambda: sim.state()["mode"] == "off", what="off")
         assert await link.flush(2.0)
-    finally:
-        await link.close()
-        await asyncio.wait_for(task, 5)
 
 
 async def test_revision_conflict_is_reread_and_decided(make_sim, start_link):
@@ -306,13 +330,13 @@ async def test_revision_conflict_is_reread_and_decided(make_sim, start_link):
                      what="power_on at the device")
     # While our power_on is being handled, the web UI toggles the filter: a new revision.
     sim.control("take_over", {"source": "web", "mode": "filter"})
-    await eventually(lambda: link.revision_conflicts == 1, timeout=3, what="conflict")
+    await eventually(lambda: link.commands.revision_conflicts == 1, timeout=3, what="conflict")
     await eventually(lambda: heating_under(link, 45)(sim), timeout=5,
                      what="power_on with the re-read revision")
     sim.control("slow", {"seconds": "0"})
     # The device holds our lease before its (slowed) answer reaches the link.
-    await eventually(lambda: link.leases_acquired == 1, timeout=3, what="the lease taken")
-    assert link.revision_conflicts == 1
+    await eventually(lambda: link.lease.acquired == 1, timeout=3, what="the lease taken")
+    assert link.commands.revision_conflicts == 1
     conflicts = sim.state()["counters"]["error_revision_conflict"]
     assert conflicts == 1  # decided once on fresh state, never retried blind
 
@@ -324,8 +348,8 @@ async def test_take_over_is_reported_as_a_lost_lease(make_sim, start_link):
     link.send_target(45)
     await eventually(lambda: heating_under(link, 45)(sim), what="heating")
     sim.control("take_over", {"source": "web", "target": "55"})
-    await eventually(lambda: listener.lost, timeout=3, what="lease lost")
-    assert not link.lease_owned and link.leases_lost == 1
+    await eventually(lambda: link.lease.losses, timeout=3, what="lease lost")
+    assert not link.lease.owned and link.lease.losses == 1
     assert listener.last().source == "web" and listener.last().lease_owned is False
     assert listener.last().device_target == 55
     # The device's own dashboard holds its lease now; no fault from our missing heartbeats.
@@ -340,7 +364,7 @@ async def test_refused_targets_are_reported(make_sim, start_link):
     link.send_target(45)
     await eventually(lambda: heating_under(link, 45)(sim), what="heating")
     assert link.send_target(25)
-    assert link.last_refusal is not None and "30" in link.last_refusal
+    assert link.commands.last_refusal is not None and "30" in link.commands.last_refusal
     assert listener.refusals and listener.refusals[-1][0] == 25
     await eventually(lambda: sim.state()["mode"] == "off", what="fail safe: off")
     # A latched fault refuses heat: reported, nothing sent.
@@ -358,14 +382,14 @@ async def test_refused_targets_are_reported(make_sim, start_link):
     await eventually(lambda: not sim.state()["fault_latched"], what="cleared")
     link.send_target(45)
     await eventually(lambda: heating_under(link, 45)(sim), what="heating after the clear")
-    assert link.last_refusal is None
+    assert link.commands.last_refusal is None
 
 
 async def test_lease_timeout_sets_comms_ms(make_sim, start_link):
     sim = await dragon(make_sim, comms_ms=300000)
     link = await start_link(sim, lease_timeout=12)
     await eventually(lambda: sim.state()["comms_ms"] == 12000, what="comms_ms set")
-    await eventually(lambda: link.comms_ms == 12000, what="link knows")
+    await eventually(lambda: link.lease.comms_ms == 12000, what="link knows")
     with pytest.raises(ValueError):
         DragonBreathLink(RecordingListener(), "x", "127.0.0.1", lease_timeout=5)
 
@@ -447,8 +471,8 @@ async def test_token_never_in_logs_or_status(make_sim, start_link, caplog):
     link = await start_link(sim, token=TOKEN)
     link.send_target(45)
     await eventually(lambda: heating_under(link, 45)(sim), what="heating with the token")
-    await eventually(lambda: link.heartbeats_sent >= 2, what="heartbeats with the token")
-    lease_id = link._lease_id
+    await eventually(lambda: link.lease.heartbeats_sent >= 2, what="heartbeats with the token")
+    lease_id = link.lease._id
     assert lease_id is not None
     link.send_target(0)
     await eventually(lambda: sim.state()["mode"] == "off", what="off")
@@ -475,8 +499,7 @@ async def test_a_latched_fault_costs_one_off_not_one_per_report(make_sim):
     already off at the revision our OFF produced, so the link sends it once."""
     sim = await dragon(make_sim)
 
-    controller, link, task = controller_on_link(sim)
-    try:
+    async with controller_on_link(sim) as (controller, link):
         controller.set_target(45.0, "klipper")
         await eventually(lambda: heating_under(link, 45)(sim), timeout=5, what="heating")
         sim.control("fault", {"reason": "chamber_overtemp"})
@@ -487,8 +510,5 @@ async def test_a_latched_fault_costs_one_off_not_one_per_report(make_sim):
         await asyncio.sleep(1.5)
         assert link.frames_received >= reports + 5  # telemetry kept coming
         assert sim.state()["counters"]["commands_received"] == sent
-        assert link.offs_skipped >= 5
+        assert link.commands.offs_skipped >= 5
         assert sim.state()["mode"] == "off" and sim.state()["fault_latched"]
-    finally:
-        await link.close()
-        await asyncio.wait_for(task, 5)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import sim_fixtures
 from panda_breath import dragonbreath as db
+from panda_breath import sse
 from pbsim.dragonbreath_api import state_json
 from pbsim.hostile import KINDS
 from sim_fixtures import eventually
@@ -72,10 +73,10 @@ class Stream:
     """A raw event-stream client: HTTP head, then chunked events fed to the SSE parser."""
 
     def __init__(self) -> None:
-        self.events: list[db.SseEvent] = []
+        self.events: list[sse.SseEvent] = []
         self.status: int | None = None
         self.body = b""
-        self.parser = db.SseParser()
+        self.parser = sse.SseParser()
         self.task: asyncio.Task[Any] | None = None
         self.closed = False
 
@@ -303,7 +304,7 @@ async def test_occupied_silenced_and_dropped_streams(make_sim):
 async def test_hostile_events_keep_the_streams_framing(make_sim):
     sim = await dragon(make_sim, frame_interval=0.2)
     stream = await Stream().open(sim)
-    stream.parser = db.SseParser(max_line=4 << 20, max_event=4 << 20)  # see them all
+    stream.parser = sse.SseParser(max_line=4 << 20, max_event=4 << 20)  # see them all
     await eventually(lambda: len(stream.events) >= 1, what="the first event")
     for kind in KINDS:
         before = len(stream.events)

@@ -6,7 +6,7 @@ port 80 (reference: dragonbreath-and-helixscreen.md, Part A):
 
 * ``GET /api/v2/info`` names the device, its ``boot_id`` and ``api_version: 2``;
 * ``GET /api/v2/state`` is a full snapshot; ``GET /api/v2/events`` is a
-  Server-Sent-Events stream carrying the same snapshot (``state`` events on
+  Server-Sent-Events stream (``sse``) carrying the same snapshot (``state`` events on
   every revision change, ``telemetry`` every 2 s); command responses carry it too;
 * ``POST /api/v2/command`` (``off``, ``power_on``, ``drying_start``, ...)
   needs the header ``X-DragonBreath-Auth`` and, for revision-aware commands,
@@ -27,12 +27,14 @@ ASSUMED below.
 
 from __future__ import annotations
 
+import functools
 import json
+import math
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from .model import (
     MODE_AUTO,
@@ -78,10 +80,6 @@ MIN_HEARTBEAT_INTERVAL_S = 0.2
 
 #: A state snapshot is about 1.5 KB; anything over this is not from the device.
 MAX_DOCUMENT_BYTES = 32 * 1024
-#: One SSE line holds one whole snapshot; longer lines are dropped unread.
-MAX_SSE_LINE_BYTES = 32 * 1024
-#: One SSE event's data, all its ``data:`` lines together.
-MAX_SSE_EVENT_BYTES = 64 * 1024
 
 ACTOR_KIND = "klipper"
 MAX_ACTOR_ID_CHARS = 31
@@ -131,6 +129,28 @@ class TargetRefused(ValueError):
 # Decoding ------------------------------------------------------------------------
 
 
+_Decoder = TypeVar("_Decoder", bound="Callable[..., Any]")
+
+
+def _frame_errors_only(what: str) -> Callable[[_Decoder], _Decoder]:
+    """Whatever the input, the decoder returns or raises FrameError; a decoder
+    bug's FrameError names the exception's type, never the input."""
+
+    def wrap(decode: _Decoder) -> _Decoder:
+        @functools.wraps(decode)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return decode(*args, **kwargs)
+            except FrameError:
+                raise
+            except Exception as exc:
+                raise FrameError("undecodable %s (%s)" % (what, type(exc).__name__)) from None
+
+        return cast(_Decoder, guarded)
+
+    return wrap
+
+
 @dataclass
 class DeviceInfo:
     """``GET /api/v2/info``: who the device is (no secrets in it)."""
@@ -173,17 +193,9 @@ class CommandResult:
         return "HTTP %d %s" % (self.status, self.error or self.kind)
 
 
+@_frame_errors_only("info")
 def decode_info(data: str | bytes) -> DeviceInfo:
     """``GET /api/v2/info``; FrameError unless it is a DragonBreath API v2 device."""
-    try:
-        return _decode_info(data)
-    except FrameError:
-        raise
-    except Exception as exc:
-        raise FrameError("undecodable info (%s)" % type(exc).__name__) from None
-
-
-def _decode_info(data: str | bytes) -> DeviceInfo:
     message = parse_json_object(_text(data, "info"), "info")
     version = message.get("api_version")
     if isinstance(version, bool) or version != API_VERSION:
@@ -204,6 +216,7 @@ def _decode_info(data: str | bytes) -> DeviceInfo:
     return info
 
 
+@_frame_errors_only("state")
 def decode_state(
     data: str | bytes | Mapping[str, Any], actor_id: str | None = None
 ) -> DeviceReport:
@@ -214,113 +227,33 @@ def decode_state(
     device last, which is not the same thing).  Any input gives a report or
     FrameError; the FrameError's text never quotes the input.
     """
-    try:
-        if isinstance(data, Mapping):
-            message = data
-        else:
-            message = parse_json_object(_text(data, "state"), "state")
-        return _decode_state(message, actor_id)
-    except FrameError:
-        raise
-    except Exception as exc:
-        raise FrameError("undecodable state (%s)" % type(exc).__name__) from None
-
-
-def _decode_state(message: Mapping[str, Any], actor_id: str | None) -> DeviceReport:
+    if isinstance(data, Mapping):
+        message = data
+    else:
+        message = parse_json_object(_text(data, "state"), "state")
     report = DeviceReport(snapshot=True)
     version = message.get("api_version")
     if version is not None and (isinstance(version, bool) or version != API_VERSION):
         raise FrameError("state of an unsupported API version")
-    if "state_revision" in message:
-        revision = _revision(message["state_revision"])
-        if revision is None:
-            report.rejected_fields.append("state_revision")
-        report.revision = revision
-    if "boot_id" in message:
-        report.boot_id = _boot_id(message["boot_id"])
-        if report.boot_id is None:
-            report.rejected_fields.append("boot_id")
+    _decode_fields(message, _FIELDS, report)
     if "firmware" in message:
         report.firmware_version = _label(message["firmware"])
-    if "mode" in message:
-        mode = message["mode"]
-        report.mode = _MODES.get(mode) if isinstance(mode, str) else None
-        if report.mode is None:
-            report.rejected_fields.append("mode")
-        else:
-            report.work_on = report.mode != MODE_OFF
-    if "source" in message:
-        report.source = _word(message["source"])
-        if report.source is None:
-            report.rejected_fields.append("source")
-    _decode_target(message, report)
-    _decode_heater_and_fan(message, report)
+    if report.mode is not None:
+        report.work_on = report.mode != MODE_OFF
     faults = _decode_sensors(message, report)
     safety = _decode_safety(message, report)
     if faults is not None or safety is not None:
         merged = dict(faults or {})
         merged.update(safety or {})
         report.faults = merged
-    _decode_drying(message, report)
-    _decode_config(message, report)
+    _decode_fields(message, _LATE_FIELDS, report)
     _decode_lease(message, report, actor_id)
     return report
 
 
-def _decode_target(message: Mapping[str, Any], report: DeviceReport) -> None:
-    target = message.get("target")
-    if target is None:
-        return
-    if not isinstance(target, Mapping):
-        report.rejected_fields.append("target")
-        return
-    if "effective_c" in target:
-        # The set point the heater loop uses (0 while off, and while AUTO waits).
-        value = as_number(target["effective_c"])
-        if value is None or not 0 <= value <= 120:
-            report.rejected_fields.append("target.effective_c")
-        else:
-            report.device_target = value
-    if "maximum_c" in target:
-        ceiling = as_number(target["maximum_c"])
-        if ceiling is None or not 0 < ceiling <= 120:
-            report.rejected_fields.append("target.maximum_c")
-        else:
-            report.device_max_target = ceiling
-
-
-def _decode_heater_and_fan(message: Mapping[str, Any], report: DeviceReport) -> None:
-    heater = message.get("heater")
-    if isinstance(heater, Mapping):
-        output = heater.get("output")  # the SSR right now (it cycles)
-        if isinstance(output, bool):
-            report.heater_on = output
-        elif "output" in heater:
-            report.rejected_fields.append("heater.output")
-    elif heater is not None:
-        report.rejected_fields.append("heater")
-    fan = message.get("fan")
-    if isinstance(fan, Mapping):
-        if "requested_percent" in fan:
-            percent = as_number(fan["requested_percent"])
-            if percent is None or not 0 <= percent <= 100:
-                report.rejected_fields.append("fan.requested_percent")
-            else:
-                report.filter_requested = percent > 0
-        if "reason" in fan:
-            report.fan_reason = _word(fan["reason"])
-            if report.fan_reason is None:
-                report.rejected_fields.append("fan.reason")
-    elif fan is not None:
-        report.rejected_fields.append("fan")
-
-
 def _decode_sensors(message: Mapping[str, Any], report: DeviceReport) -> dict[str, str] | None:
-    sensors = message.get("sensors")
+    sensors = _group(message, "sensors", report)
     if sensors is None:
-        return None
-    if not isinstance(sensors, Mapping):
-        report.rejected_fields.append("sensors")
         return None
     faults: dict[str, str] = {}
     for name, fault_key in _SENSOR_FAULT_KEYS.items():
@@ -361,11 +294,8 @@ def _decode_sensors(message: Mapping[str, Any], report: DeviceReport) -> dict[st
 
 
 def _decode_safety(message: Mapping[str, Any], report: DeviceReport) -> dict[str, str] | None:
-    safety = message.get("safety")
+    safety = _group(message, "safety", report)
     if safety is None:
-        return None
-    if not isinstance(safety, Mapping):
-        report.rejected_fields.append("safety")
         return None
     latched = safety.get("fault_latched")
     inhibited = safety.get("inhibited")
@@ -384,42 +314,6 @@ def _decode_safety(message: Mapping[str, Any], report: DeviceReport) -> dict[str
     if latched_b:
         return {"safety": report.fault_reason or "fault latched"}
     return {}
-
-
-def _decode_drying(message: Mapping[str, Any], report: DeviceReport) -> None:
-    drying = message.get("drying")
-    if drying is None:
-        return
-    if not isinstance(drying, Mapping):
-        report.rejected_fields.append("drying")
-        return
-    active = drying.get("active")
-    if isinstance(active, bool):
-        report.drying = active
-    elif "active" in drying:
-        report.rejected_fields.append("drying.active")
-    if "remaining_seconds" in drying:
-        seconds = as_number(drying["remaining_seconds"])
-        if seconds is None or seconds < 0:
-            report.rejected_fields.append("drying.remaining_seconds")
-        else:
-            report.drying_remaining_s = seconds
-
-
-def _decode_config(message: Mapping[str, Any], report: DeviceReport) -> None:
-    config = message.get("config")
-    if config is None:
-        return
-    if not isinstance(config, Mapping):
-        report.rejected_fields.append("config")
-        return
-    if "comms_ms" in config:
-        comms = as_number(config["comms_ms"])
-        # Wider than the device's 10-300 s: a simulator may shrink it for tests.
-        if comms is None or not 100 <= comms <= 3_600_000:
-            report.rejected_fields.append("config.comms_ms")
-        else:
-            report.comms_ms = int(comms)
 
 
 def _decode_lease(message: Mapping[str, Any], report: DeviceReport, actor_id: str | None) -> None:
@@ -448,6 +342,7 @@ def _decode_lease(message: Mapping[str, Any], report: DeviceReport, actor_id: st
         report.lease_expires_s = 0.0
 
 
+@_frame_errors_only("response")
 def decode_response(
     status: int, body: str | bytes | None, actor_id: str | None = None
 ) -> CommandResult:
@@ -457,15 +352,6 @@ def decode_response(
     proxy's HTML page); a 2xx whose body is unusable raises FrameError, as
     does a status that is not an HTTP status.
     """
-    try:
-        return _decode_response(status, body, actor_id)
-    except FrameError:
-        raise
-    except Exception as exc:
-        raise FrameError("undecodable response (%s)" % type(exc).__name__) from None
-
-
-def _decode_response(status: int, body: str | bytes | None, actor_id: str | None) -> CommandResult:
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         raise FrameError("not an HTTP status")
     message: Mapping[str, Any] | None = None
@@ -573,6 +459,95 @@ def _sentence(value: Any) -> str | None:
         return None
     cleaned = "".join(ch for ch in value[:200] if ch.isprintable()).strip()
     return cleaned[:120] or None
+
+
+def _within(low: float, high: float, above: bool = False) -> Callable[[Any], float | None]:
+    """A parser for numbers in [low, high] (above: in (low, high])."""
+
+    def parse(value: Any) -> float | None:
+        number = as_number(value)
+        if number is None or not low <= number <= high or (above and number == low):
+            return None
+        return number
+
+    return parse
+
+
+def _flag(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _mode(value: Any) -> str | None:
+    return _MODES.get(value) if isinstance(value, str) else None
+
+
+def _requested(value: Any) -> bool | None:
+    percent = _within(0, 100)(value)
+    return None if percent is None else percent > 0
+
+
+def _comms_ms(value: Any) -> int | None:
+    # Wider than the device's 10-300 s: a simulator may shrink it for tests.
+    number = _within(100, 3_600_000)(value)
+    return None if number is None else int(number)
+
+
+if TYPE_CHECKING:
+    #: (key, DeviceReport attribute, parser giving None for an unusable value)
+    _Field = tuple[str, str, Callable[[Any], Any]]
+
+#: Plain fields of a snapshot, by group ("" is the top level).  A group that is
+#: not an object, or a field its parser refuses, is rejected by its path.
+_FIELDS: dict[str, tuple[_Field, ...]] = {
+    "": (
+        ("state_revision", "revision", _revision),
+        ("boot_id", "boot_id", _boot_id),
+        ("mode", "mode", _mode),
+        ("source", "source", _word),
+    ),
+    # The set point the heater loop uses (0 while off, and while AUTO waits).
+    "target": (
+        ("effective_c", "device_target", _within(0, 120)),
+        ("maximum_c", "device_max_target", _within(0, 120, above=True)),
+    ),
+    "heater": (("output", "heater_on", _flag),),  # the SSR right now (it cycles)
+    "fan": (
+        ("requested_percent", "filter_requested", _requested),
+        ("reason", "fan_reason", _word),
+    ),
+}
+_LATE_FIELDS: dict[str, tuple[_Field, ...]] = {
+    "drying": (
+        ("active", "drying", _flag),
+        ("remaining_seconds", "drying_remaining_s", _within(0, math.inf)),
+    ),
+    "config": (("comms_ms", "comms_ms", _comms_ms),),
+}
+
+
+def _group(message: Mapping[str, Any], name: str, report: DeviceReport) -> Mapping[str, Any] | None:
+    """``message[name]`` if it is an object; one that is something else is rejected."""
+    group = message.get(name)
+    if group is not None and not isinstance(group, Mapping):
+        report.rejected_fields.append(name)
+        return None
+    return group
+
+
+def _decode_fields(
+    message: Mapping[str, Any], table: dict[str, tuple[_Field, ...]], report: DeviceReport
+) -> None:
+    for name, fields in table.items():
+        group = _group(message, name, report) if name else message
+        if group is None:
+            continue
+        for key, attribute, parse in fields:
+            if key in group:
+                value = parse(group[key])
+                if value is None:
+                    report.rejected_fields.append("%s.%s" % (name, key) if name else key)
+                else:
+                    setattr(report, attribute, value)
 
 
 def redact(text: str, *secret_values: str | None) -> str:
@@ -705,10 +680,6 @@ def drying_start_command(
     )
 
 
-def drying_stop_command(actor_id: str, request_id: str) -> str:
-    return _command("drying_stop", actor_id, request_id)
-
-
 def filter_command(on: bool, actor_id: str, request_id: str) -> str:
     """The blower alone, for filtration: on (100 %) or off; no revision, no lease.
 
@@ -731,138 +702,3 @@ def comms_ms_query(seconds: float) -> str:
     if number is None or not low <= number <= high:
         raise ValueError("lease_timeout must be %d-%d seconds" % (low, high))
     return "comms_ms=%d" % int(round(number * 1000))
-
-
-# Server-Sent Events -------------------------------------------------------------------
-
-
-@dataclass
-class SseEvent:
-    event: str
-    data: str
-    id: str | None = None
-
-
-_EOL_RE = re.compile(rb"[\r\n]")
-
-
-class SseParser:
-    """Incremental ``text/event-stream`` parser with bounded memory.
-
-    Feed it the bytes as they arrive, in any chunking; it returns the events
-    completed so far.  Lines end with CRLF, LF or CR (a CR at the end of a
-    chunk waits for a possible LF); ``:`` lines are comments.  A line longer
-    than ``max_line`` is dropped without being kept (``lines_dropped``), and so
-    is the event it belonged to (``events_dropped``): the parser never holds
-    more than ``max_line + max_event`` bytes whatever it is fed.
-    """
-
-    def __init__(self, max_line: int = MAX_SSE_LINE_BYTES, max_event: int = MAX_SSE_EVENT_BYTES):
-        self.max_line = max_line
-        self.max_event = max_event
-        self.lines_dropped = 0
-        self.events_dropped = 0
-        #: The last event id seen (kept across events, as the SSE spec says).
-        self.last_id: str | None = None
-        #: The server's ``retry:`` advice in ms, if any.
-        self.retry_ms: int | None = None
-        self._line = bytearray()
-        self._discarding = False
-        self._pending_cr = False
-        self._data: list[str] = []
-        self._data_size = 0
-        self._event = ""
-        self._tainted = False
-        self._started = False
-
-    def buffered(self) -> int:
-        """Bytes held right now (for tests of the memory bound)."""
-        return len(self._line) + self._data_size
-
-    def feed(self, chunk: bytes) -> list[SseEvent]:
-        events: list[SseEvent] = []
-        data = bytes(chunk)
-        i = 0
-        n = len(data)
-        if self._pending_cr:
-            self._pending_cr = False
-            if n and data[0] == 0x0A:
-                i = 1
-        while i < n:
-            match = _EOL_RE.search(data, i)
-            if match is None:
-                self._append(data[i:])
-                break
-            j = match.start()
-            self._append(data[i:j])
-            self._end_line(events)
-            if data[j] == 0x0D:
-                if j + 1 < n:
-                    if data[j + 1] == 0x0A:
-                        j += 1
-                else:
-                    self._pending_cr = True
-            i = j + 1
-        return events
-
-    def _append(self, piece: bytes) -> None:
-        if self._discarding or not piece:
-            return
-        if len(self._line) + len(piece) > self.max_line:
-            self._discarding = True
-            self._line = bytearray()
-            self.lines_dropped += 1
-            self._tainted = True
-            return
-        self._line += piece
-
-    def _end_line(self, events: list[SseEvent]) -> None:
-        if self._discarding:
-            self._discarding = False
-            return
-        raw = bytes(self._line)
-        self._line = bytearray()
-        if not self._started:
-            self._started = True
-            if raw.startswith(b"\xef\xbb\xbf"):
-                raw = raw[3:]
-        if not raw:
-            self._dispatch(events)
-            return
-        line = raw.decode("utf-8", "replace")
-        if line.startswith(":"):
-            return  # a comment
-        name, colon, value = line.partition(":")
-        if colon and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            size = len(value) + 1
-            if self._data_size + size > self.max_event:
-                self._tainted = True
-                self._data = []
-                self._data_size = 0
-                return
-            if not self._tainted:
-                self._data.append(value)
-                self._data_size += size
-        elif name == "event":
-            self._event = value[:64]
-        elif name == "id":
-            if "\x00" not in value:
-                self.last_id = value[:64]
-        elif name == "retry":
-            if value.isdigit() and len(value) <= 9:
-                self.retry_ms = int(value)
-
-    def _dispatch(self, events: list[SseEvent]) -> None:
-        tainted, data, event = self._tainted, self._data, self._event
-        self._tainted = False
-        self._data = []
-        self._data_size = 0
-        self._event = ""
-        if tainted:
-            self.events_dropped += 1
-            return
-        if not data:
-            return
-        events.append(SseEvent(event or "message", "\n".join(data), self.last_id))

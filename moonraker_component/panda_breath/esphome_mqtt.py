@@ -26,7 +26,7 @@ from .model import (
     FrameError,
     plausible_temperature,
 )
-from .mqtt_common import Publish, parse_availability, parse_decimal, payload_text
+from .mqtt_common import MqttProtocol, Publish, parse_availability, parse_decimal
 
 DEFAULT_PREFIX = "panda-breath"
 DEFAULT_CLIMATE_ID = "chamber"
@@ -61,7 +61,7 @@ NO_READING = "no reading (nan)"
 SET_POINT_TOLERANCE = 0.06
 
 
-class EsphomeMqttProtocol:
+class EsphomeMqttProtocol(MqttProtocol):
     """Topic layout and decode state for one ESPHome device."""
 
     def __init__(
@@ -81,7 +81,7 @@ class EsphomeMqttProtocol:
         self.max_target = max_target
         climate = f"{prefix}/climate/{climate_id}"
         self.availability_topic = f"{prefix}/status"
-        self.heartbeat_topic: str | None = f"{prefix}/{HEARTBEAT_SUFFIX}"
+        self.heartbeat_topic: str = f"{prefix}/{HEARTBEAT_SUFFIX}"
         self.mode_state_topic = f"{climate}/mode/state"
         self.action_state_topic = f"{climate}/action/state"
         self.low_state_topic = f"{climate}/target_temperature_low/state"
@@ -102,13 +102,10 @@ class EsphomeMqttProtocol:
         self.reset()
 
     def reset(self) -> None:
-        """Forget what the device said (after a broker reconnect everything is resent)."""
         self._low: float | None = None
         self._faults: dict[str, str] = {}
 
     def topics(self) -> list[str]:
-        """What to subscribe to.  Availability first: its retained value decides
-        whether the retained states after it are current or left over."""
         topics = [
             self.availability_topic,
             self.mode_state_topic,
@@ -123,18 +120,7 @@ class EsphomeMqttProtocol:
 
     # Device -> bridge --------------------------------------------------------
 
-    def decode(self, topic: str, payload: bytes) -> DeviceReport:
-        """One message as a report; FrameError is the only exception, and a
-        decoder bug's one names its type, never the payload."""
-        try:
-            return self._decode(topic, payload)
-        except FrameError:
-            raise
-        except Exception as exc:
-            raise FrameError("undecodable frame (%s)" % type(exc).__name__) from None
-
-    def _decode(self, topic: str, payload: bytes) -> DeviceReport:
-        text = payload_text(payload)
+    def _decode(self, topic: str, text: str) -> DeviceReport:
         report = DeviceReport()
         if topic == self.availability_topic:
             report.online = parse_availability(text)
@@ -229,7 +215,7 @@ class EsphomeMqttProtocol:
         ]
 
     def heartbeat(self, target: float) -> Publish:
-        return Publish(f"{self.prefix}/{HEARTBEAT_SUFFIX}", _number(round(target, 2)))
+        return Publish(self.heartbeat_topic, _number(round(target, 2)))
 
 
 def _number(value: float) -> str:

@@ -1,4 +1,4 @@
-"""What both MQTT firmwares share: publishes, payload text, availability words.
+"""What both MQTT firmwares share: the protocol's shape, publishes, payload text.
 
 A protocol object turns a Klipper target into ``Publish`` tuples and device
 messages into ``DeviceReport``s; the link does the I/O.  Nothing here logs or
@@ -11,7 +11,7 @@ import math
 import re
 from typing import NamedTuple
 
-from .model import FrameError
+from .model import DeviceReport, FrameError
 
 #: No message of either firmware comes near this; larger ones are dropped unread.
 MAX_PAYLOAD_BYTES = 16 * 1024
@@ -30,6 +30,45 @@ class Publish(NamedTuple):
     topic: str
     payload: str
     retain: bool = False
+
+
+class MqttProtocol:
+    """One firmware's topics and payloads; ``MqttDeviceLink`` does the I/O."""
+
+    availability_topic: str
+    #: Where a host watchdog on the device is fed; None: the firmware has none.
+    heartbeat_topic: str | None = None
+    #: The topic prefix, for the status and the log.
+    base: str
+
+    def topics(self) -> list[str]:
+        """What to subscribe to, availability first: its retained value decides
+        whether the retained states after it are current or left over."""
+        raise NotImplementedError
+
+    def decode(self, topic: str, payload: bytes) -> DeviceReport:
+        """One message as a report; FrameError is the only exception, and a
+        decoder bug's one names its type, never the payload."""
+        try:
+            return self._decode(topic, payload_text(payload))
+        except FrameError:
+            raise
+        except Exception as exc:
+            raise FrameError("undecodable frame (%s)" % type(exc).__name__) from None
+
+    def _decode(self, topic: str, text: str) -> DeviceReport:
+        raise NotImplementedError
+
+    def encode(self, target: float) -> list[Publish]:
+        """What puts the device at ``target`` (0 = off), in order."""
+        raise NotImplementedError
+
+    def heartbeat(self, target: float) -> Publish | None:
+        """What feeds the device's host watchdog while heating; None: it has none."""
+        return None
+
+    def reset(self) -> None:
+        """Forget what the device said (after a broker reconnect everything is resent)."""
 
 
 def payload_text(payload: bytes) -> str:

@@ -22,6 +22,7 @@ ESPHome link relies on the broker's will instead (sent 1.5 keep-alives, about
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -36,7 +37,7 @@ from .link import (
     LinkListener,
 )
 from .model import MODE_ON, DeviceReport, FrameError
-from .mqtt_common import Publish
+from .mqtt_common import MqttProtocol, Publish
 from .typing_compat import Protocol
 
 #: Commands and heartbeats are sent at least once (the broker acknowledges
@@ -47,24 +48,6 @@ COMMAND_QOS = 1
 SETTLE_S = 1.0
 #: How often the link checks its timers (heartbeat, silence).
 TICK_S = 0.25
-
-
-class MqttProtocol(Protocol):
-    """What ``EsphomeMqttProtocol`` and ``StockMqttProtocol`` offer the link."""
-
-    availability_topic: str
-    heartbeat_topic: str | None
-    base: str
-
-    def topics(self) -> list[str]: ...
-
-    def decode(self, topic: str, payload: bytes) -> DeviceReport: ...
-
-    def encode(self, target: float) -> list[Publish]: ...
-
-    def heartbeat(self, target: float) -> Publish | None: ...
-
-    def reset(self) -> None: ...
 
 
 class MqttClient(Protocol):
@@ -83,7 +66,54 @@ class MqttClient(Protocol):
     ) -> Any: ...
 
 
+class EchoWindow:
+    """Hides state that only shows our last command not applied yet.
+
+    The device publishes its state between our messages (ESPHome after
+    every set point, the stock firmware on its own clock), so for a moment
+    after a write it still reports the state before it.  Taken at face
+    value, that is a "contradiction" that makes the controller rewrite
+    everything, or (after an OFF) "uncommanded heating" counted once per
+    topic.  A device that really disagrees still says so after
+    ``SETTLE_S``, and the controller acts then.
+    """
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._target = 0.0
+
+    def open(self, target: float) -> None:
+        """``target`` was just written."""
+        self._target = target
+        self._until = time.monotonic() + SETTLE_S
+
+    def close(self) -> None:
+        self._until = 0.0
+
+    def filter(self, report: DeviceReport) -> DeviceReport:
+        if time.monotonic() >= self._until:
+            return report
+        target = self._target
+        if target > 0.0:
+            if report.work_on is False or (report.mode is not None and report.mode != MODE_ON):
+                report.work_on = None
+                report.mode = None
+            if report.device_target is not None and (
+                abs(report.device_target - round(target)) >= 1
+            ):
+                report.device_target = None
+        else:
+            if report.work_on:
+                report.work_on = None
+                report.mode = None
+            if report.heater_on:
+                report.heater_on = None
+        return report
+
+
 class MqttDeviceLink(DeviceLink):
+    """``firmware: esphome`` and ``stock_mqtt``; see the module docstring."""
+
     def __init__(
         self,
         listener: LinkListener,
@@ -114,8 +144,7 @@ class MqttDeviceLink(DeviceLink):
         self._target = 0.0
         self._last_message = 0.0
         self._last_heartbeat = 0.0
-        self._settle_until = 0.0
-        self._settle_target = 0.0
+        self._echoes = EchoWindow()
         self._state_seen = False
         self._online_pending = False
 
@@ -127,9 +156,8 @@ class MqttDeviceLink(DeviceLink):
         self.broker_connected = False
         self._forget_device()
         for topic in self.protocol.topics():
-            self._handles.append(
-                self.mqtt.subscribe_topic(topic, self._callback_for(topic))
-            )
+            on_message = functools.partial(self._on_message, topic)
+            self._handles.append(self.mqtt.subscribe_topic(topic, on_message))
         if self.mqtt.is_connected():
             self.on_broker_connected()
         else:
@@ -159,12 +187,6 @@ class MqttDeviceLink(DeviceLink):
         self._set_state(LINK_CLOSED)
         if was_up:
             self.listener.on_link_down("closing")
-
-    def _callback_for(self, topic: str) -> Callable[[bytes], None]:
-        def on_message(payload: bytes) -> None:
-            self._on_message(topic, payload)
-
-        return on_message
 
     # Broker events (Moonraker's mqtt:connected / mqtt:disconnected) ---------
 
@@ -206,9 +228,6 @@ class MqttDeviceLink(DeviceLink):
             # The payload itself is never logged.
             self._drop_frame("on %s: %s" % (topic, exc))
             return
-        except Exception as exc:  # noqa: BLE001 - a decoder bug must not end the session
-            self._drop_frame("on %s: undecodable (%s)" % (topic, type(exc).__name__))
-            return
         try:
             self._use(topic, report)
         except Exception:  # noqa: BLE001 - counted, logged, the session goes on
@@ -244,7 +263,7 @@ class MqttDeviceLink(DeviceLink):
         if self._online_pending:
             report.online = True
             self._online_pending = False
-        self._pass_on(self._without_echoes(report))
+        self._pass_on(self._echoes.filter(report))
 
     def _on_availability(self, available: bool) -> None:
         if available == self.device_available:
@@ -263,36 +282,6 @@ class MqttDeviceLink(DeviceLink):
             self._online_pending = False
             self._pass_on(DeviceReport(online=False))
             self._evaluate()
-
-    def _without_echoes(self, report: DeviceReport) -> DeviceReport:
-        """Hide state that only shows our last command not applied yet.
-
-        The device publishes its state between our messages (ESPHome after
-        every set point, the stock firmware on its own clock), so for a moment
-        after a write it still reports the state before it.  Taken at face
-        value, that is a "contradiction" that makes the controller rewrite
-        everything, or (after an OFF) "uncommanded heating" counted once per
-        topic.  A device that really disagrees still says so after
-        ``SETTLE_S``, and the controller acts then.
-        """
-        if time.monotonic() >= self._settle_until:
-            return report
-        target = self._settle_target
-        if target > 0.0:
-            if report.work_on is False or (report.mode is not None and report.mode != MODE_ON):
-                report.work_on = None
-                report.mode = None
-            if report.device_target is not None and (
-                abs(report.device_target - round(target)) >= 1
-            ):
-                report.device_target = None
-        else:
-            if report.work_on:
-                report.work_on = None
-                report.mode = None
-            if report.heater_on:
-                report.heater_on = None
-        return report
 
     # Link state ----------------------------------------------------------------
 
@@ -337,7 +326,7 @@ class MqttDeviceLink(DeviceLink):
 
     def _go_down(self, reason: str) -> None:
         self.last_error = reason
-        self._settle_until = 0.0
+        self._echoes.close()
         logging.info("panda_breath [%s]: device link down (%s)", self.name, reason)
         self._set_state(LINK_DISCONNECTED)
         self.listener.on_link_down(reason)
@@ -372,7 +361,7 @@ class MqttDeviceLink(DeviceLink):
             return False
         for publish in encode(temperature, hours):
             self._publish(publish)
-        self._settle_until = 0.0  # a drying state is no echo of a target write
+        self._echoes.close()  # a drying state is no echo of a target write
         return True
 
     def send_target(self, target: float) -> bool:
@@ -384,8 +373,7 @@ class MqttDeviceLink(DeviceLink):
             self._publish(publish)
             if publish.topic == self.protocol.heartbeat_topic:
                 self._last_heartbeat = now
-        self._settle_target = target
-        self._settle_until = now + SETTLE_S
+        self._echoes.open(target)
         return True
 
     def _publish(self, publish: Publish) -> None:
@@ -408,14 +396,7 @@ class MqttDeviceLink(DeviceLink):
 
     def describe(self) -> dict[str, Any]:
         info = super().describe()
-        info.update(
-            {
-                "mqtt_topics": self.protocol.base,
-                "broker_connected": self.broker_connected,
-                "device_available": self.device_available,
-                "frames_ignored": self.frames_ignored,
-                "heartbeats_sent": self.heartbeats_sent,
-                "publish_errors": self.publish_errors,
-            }
-        )
+        info.update(mqtt_topics=self.protocol.base, broker_connected=self.broker_connected,
+                    device_available=self.device_available, frames_ignored=self.frames_ignored,
+                    heartbeats_sent=self.heartbeats_sent, publish_errors=self.publish_errors)
         return info

@@ -33,7 +33,7 @@ from .model import (
     parse_json_object,
     read_temperature,
 )
-from .mqtt_common import Publish, parse_availability, payload_text
+from .mqtt_common import MqttProtocol, Publish, parse_availability
 from .stock_ws import decode_drying, decode_faults
 
 DEFAULT_PREFIX = "panda_breath"
@@ -42,7 +42,7 @@ _MODES = {"auto mode": MODE_AUTO, "power on": MODE_ON, "filament drying": MODE_D
 _ON_OFF = {"ON": True, "OFF": False}
 
 
-class StockMqttProtocol:
+class StockMqttProtocol(MqttProtocol):
     """Topic layout of one v1.0.4 device; each state message is a full snapshot."""
 
     def __init__(
@@ -55,30 +55,13 @@ class StockMqttProtocol:
         self.state_topic = f"{self.base}/state"
         self.command_topic = f"{self.base}/command"
         self.availability_topic = f"{self.base}/availability"
-        #: No host watchdog on the stock firmware, so no heartbeat.
-        self.heartbeat_topic: str | None = None
-
-    def reset(self) -> None:
-        """Nothing to forget: every state message stands on its own."""
 
     def topics(self) -> list[str]:
-        """Availability first, so a retained ``offline`` is known before any retained state."""
         return [self.availability_topic, self.state_topic]
 
     # Device -> bridge --------------------------------------------------------
 
-    def decode(self, topic: str, payload: bytes) -> DeviceReport:
-        """One message as a report; FrameError is the only exception, and a
-        decoder bug's one names its type, never the payload."""
-        try:
-            return self._decode(topic, payload)
-        except FrameError:
-            raise
-        except Exception as exc:
-            raise FrameError("undecodable frame (%s)" % type(exc).__name__) from None
-
-    def _decode(self, topic: str, payload: bytes) -> DeviceReport:
-        text = payload_text(payload)
+    def _decode(self, topic: str, text: str) -> DeviceReport:
         if topic == self.availability_topic:
             return DeviceReport(online=parse_availability(text))
         if topic != self.state_topic:
@@ -108,10 +91,6 @@ class StockMqttProtocol:
             self._command("custom_timer", int(hours)),
             self._command("drying_running", "ON"),
         ]
-
-    def heartbeat(self, target: float) -> Publish | None:
-        """The stock firmware has no host watchdog to feed."""
-        return None
 
     def _command(self, key: str, value: Any) -> Publish:
         return Publish(self.command_topic, json.dumps({key: value}, separators=(",", ":")))
