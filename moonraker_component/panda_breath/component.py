@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .backoff import Backoff
 from .config import MQTT_FIRMWARES, DeviceConfig, drying_ranges, read_device_config
-from .controller import KLIPPER_GRACE_S, DeviceController, DryingError, FilterError
+from .controller import KLIPPER_GRACE_S, DeviceController, FilterError
 from .dragonbreath_link import DragonBreathLink
+from .drying import DryingError
 from .esphome_mqtt import EsphomeMqttProtocol
 from .klippy_relay import KlippyRelay
 from .link import DeviceLink
@@ -123,7 +124,6 @@ class PandaBreath:
             return
         controller = DeviceController(
             cfg.name, cfg.heater, cfg.device_max_temp, self.relay, self._schedule_notify,
-            reassert_interval=cfg.reassert_interval,
             temperature_offset=cfg.temperature_offset, chamber_sensor=cfg.chamber_sensor,
             regulation_interval=cfg.regulation_interval,
         )
@@ -151,6 +151,7 @@ class PandaBreath:
                 connect_timeout=cfg.connect_timeout,
                 silence_timeout=cfg.silence_timeout,
                 backoff=Backoff(first=0.25, cap=cfg.reconnect_max_delay),
+                reassert_interval=cfg.reassert_interval,
             )
         if cfg.firmware == "esphome":
             assert cfg.topic_prefix is not None

@@ -22,7 +22,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from .controller import DeviceController, DryingError, FilterError
+from .controller import DeviceController, FilterError
+from .drying import DryingError
 
 if TYPE_CHECKING:
     from moonraker.confighelper import ConfigHelper
