@@ -10,10 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from panda_breath.controller import SNAPSHOT_WAIT_S, DeviceController
+from panda_breath.controller import DeviceController
 from panda_breath.link import LINK_CONNECTED, DeviceLink
 from panda_breath.model import DeviceReport
 from panda_breath.pacing import COALESCE_S, CORRECTION_INTERVAL_S
+from panda_breath.sync import SNAPSHOT_WAIT_S
 
 
 class RecordingLink(DeviceLink):

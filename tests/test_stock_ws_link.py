@@ -78,7 +78,7 @@ async def test_a_drying_run_is_not_restarted_and_ends_when_its_time_is_up(
 ) -> None:
     monkeypatch.setattr(drying, "DRYING_SETTLE_S", 0.0)  # the settling is long over by then
     controller, link = make_stock(reassert_interval=0.1)
-    controller.start_drying(50, 1)
+    controller.requests.start_drying(50, 1)
     assert controller.drying is not None and controller.mode == "drying"
     writes = len(link.writes)
     await asyncio.sleep(0.35)

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .backoff import Backoff
 from .config import MQTT_FIRMWARES, DeviceConfig, drying_ranges, read_device_config
-from .controller import KLIPPER_GRACE_S, DeviceController, FilterError
+from .controller import KLIPPER_GRACE_S, DeviceController
 from .dragonbreath_link import DragonBreathLink
 from .drying import DryingError
 from .esphome_mqtt import EsphomeMqttProtocol
+from .filtration import FilterError
 from .klippy_relay import KlippyRelay
 from .link import DeviceLink
 from .model import as_number
@@ -336,7 +337,7 @@ class PandaBreath:
         controller = self._controller_for(heater, "fault clear")
         if controller is None:
             return
-        if controller.clear_fault():
+        if controller.requests.clear_fault():
             logging.info("panda_breath [%s]: fault clear requested from Klipper", controller.name)
         else:
             self.relay.report_error(
@@ -365,7 +366,7 @@ class PandaBreath:
             # The macro may follow a target change (TURN_OFF_HEATERS) that the
             # KlipperScreen setup forwards only at its next poll: ask first.
             await self.relay.refresh_target(controller)
-            controller.start_drying(*request)
+            controller.requests.start_drying(*request)
         except DryingError as exc:
             self.relay.report_error(controller, "drying not started: %s" % exc)
         except Exception:  # noqa: BLE001 - a request must never take the component down
@@ -375,7 +376,7 @@ class PandaBreath:
         """Remote method for PANDA_BREATH_DRY_STOP."""
         controller = self._controller_for(heater, "drying stop")
         if controller is not None:
-            controller.stop_drying()
+            controller.requests.stop_drying()
 
     def _on_set_filter(self, heater: Any = None, on: Any = None, **_extra: Any) -> None:
         """Remote method for PANDA_BREATH_FILTER ON=1|0 (examples): the filter power device.
@@ -387,7 +388,7 @@ class PandaBreath:
             return
         if isinstance(on, bool) or on in (0, 1):
             try:
-                controller.set_filter(bool(on))
+                controller.requests.set_filter(bool(on))
             except FilterError as exc:
                 self.relay.report_error(controller, "filter not switched: %s" % exc)
         else:
@@ -422,7 +423,7 @@ class PandaBreath:
         device = self.devices.get(name)
         if device is None:
             raise self.server.error(f"no panda_breath device named '{name}'", 404)
-        if not device.controller.clear_fault():
+        if not device.controller.requests.clear_fault():
             raise self.server.error(
                 f"[{device.cfg.section}]: nothing to clear (this firmware clears its faults "
                 "by itself, or the device is not reachable)", 409,

@@ -18,50 +18,33 @@ Klipper's target is the truth.  The controller:
 * relays every chamber reading to Klipper, shifted or regulated
   (``regulation``).
 
-What the device last reported is mirrored field by field (``MIRRORED``).
+What the device last reported is mirrored field by field (``mirror``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from typing import Any
 
-from . import heater_view
+from . import views
 from .arbitration import BY_DEVICE, BY_RECONNECT, Arbitration, differences
 from .drying import DryingRun, DryingTracker
 from .link import DeviceLink
-from .model import MODE_STANDBY, DeviceReport, as_number, clamp_target
+from .mirror import DeviceMirror
+from .model import DeviceReport, as_number, clamp_target
 from .pacing import WritePacer
 from .regulation import PERIOD_S as REGULATION_PERIOD_S
 from .regulation import ChamberTemperature
+from .sync import ConnectionSync
 from .typing_compat import Protocol
+from .user_requests import UserRequests
 
-#: How long to wait for the connect snapshot before writing blind.
-SNAPSHOT_WAIT_S = 2.0
 #: How long after start-up an unknown Klipper target is waited for before it counts as 0.
 KLIPPER_GRACE_S = 10.0
 #: A device reading older than this is not pushed with the printer's sensor reading.
 DEVICE_READING_MAX_AGE_S = 10.0
-
-#: ``DeviceReport`` field -> the controller attribute mirroring what the device last said.
-MIRRORED = (
-    ("chamber_temp", "chamber_temp"),
-    ("ptc_temp", "ptc_temp"),
-    ("work_on", "work_on"),
-    ("mode", "mode"),
-    ("device_target", "device_target"),
-    ("heater_on", "heater_on"),
-    ("drying_remaining_s", "drying_remaining_s"),
-    ("filter_requested", "filter_on"),
-    ("online", "online"),
-)
-
-
-class FilterError(Exception):
-    """A filtration request that cannot be carried out now; the message says why."""
 
 
 class TemperatureRelay(Protocol):
@@ -75,7 +58,9 @@ class TemperatureRelay(Protocol):
         """A request was refused after its G-code returned: say so in Klipper's console."""
 
 
-class DeviceController:
+class DeviceController(DeviceMirror):
+    """The desired state of one device, over the mirror of what it reports."""
+
     def __init__(
         self,
         name: str,
@@ -87,7 +72,7 @@ class DeviceController:
         chamber_sensor: str | None = None,
         regulation_interval: float = REGULATION_PERIOD_S,
     ) -> None:
-        self.name = name
+        super().__init__(name)
         self.heater = heater
         #: The device's own ceiling (60 °C stock, 70 °C patched).
         self.device_max_target = max_target
@@ -103,32 +88,15 @@ class DeviceController:
         self.target_source = "startup"
         #: False until Klipper (or a safety event) has said what it wants.
         self.target_known = False
-        # What the device last told us (MIRRORED), and its faults.
-        self.chamber_temp: float | None = None
-        self.ptc_temp: float | None = None
-        self.work_on: bool | None = None
-        self.mode: str | None = None
-        self.device_target: float | None = None
-        self.heater_on: bool | None = None
-        self.drying_remaining_s: float | None = None
-        #: Filtration (the blower alone) requested at the device; None where
-        #: the firmware has none or has not said.
-        self.filter_on: bool | None = None
-        self.online: bool | None = None
-        self.faults: dict[str, str] = {}
         self.last_event: str | None = None
         self.chamber_sensor = chamber_sensor
         self.chamber = ChamberTemperature(temperature_offset, chamber_sensor, regulation_interval)
         self.arbitration = Arbitration(name)
         self.dryer = DryingTracker(name)
-        self.pacer = WritePacer(self._write_desired)
+        self.pacer = WritePacer(self.write_desired)
+        self.sync = ConnectionSync(self._try_sync)
+        self.requests = UserRequests(self)
         self._refusal_reported: tuple[int, str] | None = None
-        self._synced_since_connect = False
-        #: The device said something on this connection (or we gave up waiting).
-        self._device_heard = False
-        #: This connection's snapshot, while the first sync is pending.
-        self._snapshot: DeviceReport | None = None
-        self._snapshot_timer: asyncio.TimerHandle | None = None
 
     @property
     def drying(self) -> DryingRun | None:
@@ -149,9 +117,8 @@ class DeviceController:
         self.requested_target = target
         clamped = clamp_target(target, self.max_target)
         if clamped != target and target > 0:
-            logging.info(
-                "panda_breath [%s]: target %.1f clamped to %.1f", self.name, target, clamped
-            )
+            logging.info("panda_breath [%s]: target %.1f clamped to %.1f",
+                         self.name, target, clamped)
         self.target_source = source
         if source == "klipper":
             self.arbitration.release("Klipper's target")
@@ -159,15 +126,15 @@ class DeviceController:
             self._report_fault_blocks(clamped)
         if clamped > 0 and self.drying is not None:
             # The print needs the chamber: Klipper's target wins over drying.
-            self.last_event = self.dryer.end("drying ended: Klipper set the chamber to %.0f"
-                                             % clamped)
+            self.last_event = self.dryer.end(
+                "drying ended: Klipper set the chamber to %.0f" % clamped)
         if clamped != self.target:
             self.target = clamped
             self.target_version += 1
             self._changed()
         # Written even when unchanged: Klipper setting the same target again
         # (after the device was switched off at its panel) must reach it.
-        self._write_desired(urgent=False)
+        self.write_desired(urgent=False)
         if first_word:
             self._try_sync()
         return clamped
@@ -197,8 +164,8 @@ class DeviceController:
             self.target = 0.0
             self.target_version += 1
         # Always write: the device may be heating on its own.
-        if self._synced_since_connect:
-            self._write_desired(urgent=True)
+        if self.sync.synced:
+            self.write_desired(urgent=True)
         else:
             self._try_sync()
         self._changed()
@@ -207,12 +174,6 @@ class DeviceController:
         """The start-up grace is over and Klipper never said a target: it is 0."""
         if not self.target_known:
             self.force_off("no target from Klipper %.0f s after start-up" % KLIPPER_GRACE_S)
-
-    # Faults and refusals -----------------------------------------------------
-
-    def fault_text(self) -> str:
-        """The device's faults in one line ("" when there are none)."""
-        return ", ".join("%s: %s" % item for item in sorted(self.faults.items()))
 
     def _report_fault_blocks(self, target: float) -> None:
         """A target while the device reports a fault: say why nothing will heat."""
@@ -234,97 +195,33 @@ class DeviceController:
         """The device refused or never answered a request of the user's (link hook)."""
         self.relay.report_error(self, reason)
 
-    def clear_fault(self) -> bool:
-        """The user clears a latched device fault: the device is Klipper's again.
-
-        Klipper's target is written once the device reports the fault gone.
-        """
-        link = self.link
-        if link is None or not link.clear_fault():
-            return False
-        self.arbitration.release()
-        self.last_event = "fault clear requested by the user"
-        self._changed()
-        return True
-
-    # Requests from Moonraker's power devices -----------------------------------
-
-    def set_filter(self, on: bool) -> None:
-        """Run the blower alone (filtration) or stop it; FilterError says why not now.
-
-        A request, not desired state: the device's buttons, its web page, a
-        fault or a reboot may change it, and ``filter_on`` follows the device.
-        The device refuses "on" while it heats (its blower then serves the
-        heater), so that is refused here at once, where the user can see it.
-        """
-        link = self.link
-        if link is None or not link.supports_filter:
-            raise FilterError("this firmware has no filtration the bridge can switch")
-        if not link.is_up():
-            raise FilterError("the device is not reachable")
-        if on and (self.device_target or 0.0) > 0:
-            raise FilterError("the device heats now and its blower serves the heater; "
-                              "switch filtration on when it does not heat")
-        if not link.send_filter(on):
-            raise FilterError("the device is not reachable")
-        self.last_event = "filtration %s requested" % ("on" if on else "off")
-        logging.info("panda_breath [%s]: %s", self.name, self.last_event)
-        self._changed()
-
-    def start_drying(self, temperature: int, hours: int) -> None:
-        """Start the device's drying cycle; DryingError says why it cannot be done now."""
-        self.last_event = self.dryer.start(self.link, self.target, self.faults,
-                                           self._synced_since_connect, temperature, hours)
-        self._changed()
-
-    def stop_drying(self) -> None:
-        """End a drying run (power device off): the device goes off."""
-        if self.drying is None:
-            return
-        self.last_event = self.dryer.end("drying stopped")
-        self._write_desired(urgent=True)
-        self._changed()
-
     # LinkListener ------------------------------------------------------------
 
     def on_link_up(self) -> None:
-        self._synced_since_connect = False
-        self._device_heard = False
-        self._snapshot = None
-        if self._snapshot_timer is not None:
-            self._snapshot_timer.cancel()
-        # Wait for the snapshot (it names the firmware version and its real
-        # on/off state); write blind only if it does not come.
-        self._snapshot_timer = asyncio.get_running_loop().call_later(
-            SNAPSHOT_WAIT_S, self._snapshot_wait_over)
+        self.sync.link_up()
         self._changed()
 
     def on_link_down(self, reason: str) -> None:
-        if self._snapshot_timer is not None:
-            self._snapshot_timer.cancel()
+        self.sync.link_down()
         self.pacer.stop()
-        self._synced_since_connect = False
         self._changed()
 
     def on_link_changed(self) -> None:
         self._changed()
 
     def on_report(self, report: DeviceReport) -> None:
-        if report.assumed:
-            if self._absorb(report):
-                self._changed()
-            return
         drying_before = self.drying
         changed = self._absorb(report)
+        if report.assumed:  # what our own write did: nothing to track or undo
+            if changed:
+                self._changed()
+            return
         event = self.dryer.track(report, may_adopt=self.effective_target() == 0)
         if event is not None:
             self.last_event = event
         changed = changed or self.drying is not drying_before
-        if not self._synced_since_connect:
-            self._device_heard = True
-            if report.snapshot:
-                self._snapshot = report
-            self._try_sync()
+        if not self.sync.synced:
+            self.sync.heard(report)
         else:
             self._reconcile(report)
         if report.chamber_temp is not None:
@@ -366,74 +263,38 @@ class DeviceController:
                 "device %.1f)", self.name, self.set_point(), self.effective_target(),
                 self.chamber.printer_temp or 0.0, self.chamber_temp or 0.0,
             )
-            self._write_desired(urgent=True)
+            self.write_desired(urgent=True)
             self._changed()
-
-    # What the device does ------------------------------------------------------
 
     def power(self) -> float:
         """The heater's output as Klipper shows it (0.0 or 1.0)."""
-        return heater_view.power(self)
+        return views.power(self)
 
     def work_mode(self) -> int:
         """Who runs the heat, in the stock firmware's numbers (HelixScreen reads them)."""
-        return heater_view.work_mode(self)
+        return views.work_mode(self)
 
     def effective_target(self) -> float:
         """What the device must do now: off while it reports a fault."""
         return 0.0 if self.faults else self.target
 
-    def is_device_heating(self) -> bool:
-        """Whether the device, as last reported, heats or may heat on its own."""
-        return bool(self.heater_on) or bool(self.work_on and self.mode != MODE_STANDBY)
-
     def _absorb(self, report: DeviceReport) -> bool:
         """Mirror what ``report`` says; True if anything shown changed."""
-        before = self._observed()
-        for field, attribute in MIRRORED:
-            value = getattr(report, field)
-            if value is not None:
-                setattr(self, attribute, value)
-        if report.faults is not None:
-            self._absorb_faults(report.faults)
-        if report.chamber_temp is None and "chamber_sensor" in self.faults:
-            self.chamber_temp = None
-        return self._observed() != before
-
-    def _absorb_faults(self, faults: dict[str, str]) -> None:
-        if faults and faults != self.faults:
-            logging.warning(
-                "panda_breath [%s]: device reports %s; keeping it off", self.name,
-                ", ".join("%s %s" % item for item in sorted(faults.items())),
-            )
-        fault_cleared = bool(self.faults) and not faults
-        self.faults = dict(faults)
-        if faults and self.drying is not None:
+        changed, faults_moved = self.absorb(report)
+        if faults_moved and self.faults and self.drying is not None:
             self.last_event = self.dryer.end("drying ended: the device reports a fault")
-        if faults or fault_cleared:
-            self._write_desired(urgent=True)
-
-    def _observed(self) -> tuple[Any, ...]:
-        return tuple(getattr(self, attribute) for _field, attribute in MIRRORED) + (
-            tuple(sorted(self.faults)),)
+        if faults_moved:
+            self.write_desired(urgent=True)
+        return changed
 
     # Keeping the device in Klipper's state -------------------------------------
 
-    def _snapshot_wait_over(self) -> None:
-        self._device_heard = True
-        self._try_sync()
-
     def _try_sync(self) -> None:
-        """Once per connection, write the whole desired state: when the device
-        has spoken (its snapshot, or the wait for it is over) and Klipper has."""
-        if self._synced_since_connect or self.link is None or not self.link.is_up():
+        """Once per connection, write the whole desired state (see ``sync``)."""
+        link = self.link
+        due, snapshot = self.sync.take(self.target_known and link is not None and link.is_up())
+        if not due:
             return
-        if not (self._device_heard and self.target_known):
-            return
-        if self._snapshot_timer is not None:
-            self._snapshot_timer.cancel()
-        self._synced_since_connect = True
-        snapshot, self._snapshot = self._snapshot, None
         if snapshot is not None and self._someone_else_controls(snapshot):
             return  # the device is someone else's now; Klipper's next target acts
         wanted = self.effective_target()
@@ -445,13 +306,12 @@ class DeviceController:
             changed = differences(snapshot, wanted, self.set_point())
             if changed:
                 self.last_event = self.arbitration.outside_change(changed, BY_RECONNECT, wanted)
-        self._write_desired(urgent=True)
+        self.write_desired(urgent=True)
 
     def _someone_else_controls(self, report: DeviceReport) -> bool:
         event = self.arbitration.someone_else_took(self.link, report)
         if event is not None:
-            self.last_event = event
-            self._changed()
+            self.note(event)
         return self.external_control is not None
 
     def _reconcile(self, report: DeviceReport) -> None:
@@ -465,18 +325,18 @@ class DeviceController:
             return
         if wanted == 0:
             self.last_event = self.arbitration.uncommanded_heating(BY_DEVICE)
-            self._write_desired(urgent=True)
+            self.write_desired(urgent=True)
             return
         self.last_event = self.arbitration.outside_change(changed, BY_DEVICE, wanted)
         self.pacer.correct()
 
-    def _write_desired(self, urgent: bool) -> None:
+    def write_desired(self, urgent: bool) -> None:
         """Send the set point now, or coalesce it into a trailing write.
 
         ``urgent`` writes (reconnect, safety, corrections) skip the coalescing.
         """
         link = self.link
-        if link is None or not link.is_up() or not self._synced_since_connect:
+        if link is None or not link.is_up() or not self.sync.synced:
             return  # resent in full once the link is up and synced
         wanted = self.effective_target()
         if wanted == 0 and self.drying is not None:
@@ -484,37 +344,15 @@ class DeviceController:
         if self.pacer.admit(wanted > 0, urgent):
             link.send_target(self.set_point())
 
+    def note(self, event: str) -> None:
+        """Show ``event`` as the latest and tell everyone the state changed."""
+        self.last_event = event
+        self._changed()
+
     def _changed(self) -> None:
         self.on_status_changed()
         self.relay.state_changed(self)
 
     def describe(self) -> dict[str, Any]:
         """This device's state for the status API."""
-        info: dict[str, Any] = {
-            "name": self.name,
-            "heater": self.heater,
-            "target": self.target,
-            "requested_target": self.requested_target,
-            "target_source": self.target_source,
-            "max_target": self.max_target,
-            "chamber_temp": self.chamber_temp,
-            "ptc_temp": self.ptc_temp,
-            "work_on": self.work_on,
-            "mode": self.mode,
-            "work_mode": self.work_mode(),
-            "device_target": self.device_target,
-            "heater_on": self.heater_on,
-            "power": self.power(),
-            "drying_remaining_s": self.drying_remaining_s,
-            "filter": self.filter_on,
-            "faults": dict(self.faults),
-            "online": self.online,
-            "last_event": self.last_event,
-            "drying": None if self.drying is None else self.drying.describe(time.monotonic()),
-            "set_point": self.set_point(),
-        }
-        info.update(self.arbitration.describe())
-        info.update(self.chamber.describe())
-        if self.link is not None:
-            info.update(self.link.describe())
-        return info
+        return views.status(self)

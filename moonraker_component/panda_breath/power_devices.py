@@ -22,8 +22,9 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from .controller import DeviceController, FilterError
+from .controller import DeviceController
 from .drying import DryingError
+from .filtration import FilterError
 
 if TYPE_CHECKING:
     from moonraker.confighelper import ConfigHelper
@@ -60,16 +61,16 @@ def create_drying_device(
     """The drying cycle of ``controller`` as a power device."""
     def switch(on: bool) -> None:
         if on:
-            controller.start_drying(temperature, hours)
+            controller.requests.start_drying(temperature, hours)
         else:
-            controller.stop_drying()
+            controller.requests.stop_drying()
 
     return _create(config, name, lambda: controller.drying is not None, switch)
 
 
 def create_filter_device(config: ConfigHelper, controller: DeviceController, name: str) -> Any:
     """The filtration of ``controller`` as a power device."""
-    return _create(config, name, lambda: bool(controller.filter_on), controller.set_filter)
+    return _create(config, name, lambda: bool(controller.filter_on), controller.requests.set_filter)
 
 
 def _create(

@@ -1,13 +1,14 @@
-"""The device's heat as Klipper's heater and HelixScreen show it.
+"""The device as others see it, read off its controller.
 
 Klipper's heater shows a power (0.0 or 1.0); HelixScreen's Panda Breath
-panel reads who runs the heat in the stock firmware's ``work_mode`` numbers.
-Both are read off the controller's mirror of the device.
+panel reads who runs the heat in the stock firmware's ``work_mode`` numbers;
+``/server/panda_breath/status`` shows everything the bridge knows.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from .model import MODE_AUTO, MODE_DRYING, MODE_ON
 
@@ -59,3 +60,27 @@ def work_mode(controller: DeviceController) -> int:
             or controller.effective_target() == 0):
         return WORK_MODE_DEVICE
     return WORK_MODE_KLIPPER
+
+
+def status(controller: DeviceController) -> dict[str, Any]:
+    """The device's state for the status API."""
+    drying = controller.drying
+    info: dict[str, Any] = {
+        "name": controller.name,
+        "heater": controller.heater,
+        "target": controller.target,
+        "requested_target": controller.requested_target,
+        "target_source": controller.target_source,
+        "max_target": controller.max_target,
+        "work_mode": controller.work_mode(),
+        "power": controller.power(),
+        "last_event": controller.last_event,
+        "drying": None if drying is None else drying.describe(time.monotonic()),
+        "set_point": controller.set_point(),
+    }
+    info.update(controller.describe_device())
+    info.update(controller.arbitration.describe())
+    info.update(controller.chamber.describe())
+    if controller.link is not None:
+        info.update(controller.link.describe())
+    return info
