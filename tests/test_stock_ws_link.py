@@ -17,6 +17,7 @@ from panda_breath.controller import DeviceController
 from panda_breath.link import LINK_CONNECTED
 from panda_breath.model import DeviceReport
 from panda_breath.stock_ws_link import StockWebSocketLink
+from panda_breath.user_requests import UserRequests
 from test_controller import NullRelay
 
 
@@ -78,7 +79,7 @@ async def test_a_drying_run_is_not_restarted_and_ends_when_its_time_is_up(
 ) -> None:
     monkeypatch.setattr(drying, "DRYING_SETTLE_S", 0.0)  # the settling is long over by then
     controller, link = make_stock(reassert_interval=0.1)
-    controller.requests.start_drying(50, 1)
+    UserRequests(controller).start_drying(50, 1)
     assert controller.drying is not None and controller.mode == "drying"
     writes = len(link.writes)
     await asyncio.sleep(0.35)

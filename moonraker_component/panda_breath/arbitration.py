@@ -84,6 +84,28 @@ class Arbitration:
         logging.info("panda_breath [%s]: %s", self.name, event)
         return event
 
+    def found_on_reconnect(self, snapshot: DeviceReport | None, wanted: float,
+                           set_point: float, drying: bool, heating: bool) -> str | None:
+        """What a (re)connection found that Klipper did not ask for: the event, if any."""
+        if wanted == 0 and drying:
+            return None  # a drying run, adopted or ours: not uncommanded heat
+        if wanted == 0 and heating:
+            return self.uncommanded_heating(BY_RECONNECT)
+        if snapshot is None:
+            return None
+        changed = differences(snapshot, wanted, set_point)
+        return self.outside_change(changed, BY_RECONNECT, wanted) if changed else None
+
+    def seen_while_connected(self, report: DeviceReport, wanted: float,
+                             set_point: float) -> str | None:
+        """What ``report`` shows that Klipper did not ask for, counted: the event, if any."""
+        changed = differences(report, wanted, set_point)
+        if not changed:
+            return None
+        if wanted == 0:
+            return self.uncommanded_heating(BY_DEVICE)
+        return self.outside_change(changed, BY_DEVICE, wanted)
+
     def outside_change(self, changed: dict[str, Any], by: str, restored: float) -> str:
         """Count a change made outside Klipper that is being undone; returns the event."""
         previous = self.last_outside_change

@@ -28,8 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import views
-from .arbitration import BY_DEVICE, BY_RECONNECT, Arbitration, differences
+from .arbitration import Arbitration
 from .drying import DryingRun, DryingTracker
 from .link import DeviceLink
 from .mirror import DeviceMirror
@@ -39,7 +38,7 @@ from .regulation import PERIOD_S as REGULATION_PERIOD_S
 from .regulation import ChamberTemperature
 from .sync import ConnectionSync
 from .typing_compat import Protocol
-from .user_requests import UserRequests
+from .work_mode import work_mode
 
 #: How long after start-up an unknown Klipper target is waited for before it counts as 0.
 KLIPPER_GRACE_S = 10.0
@@ -61,17 +60,10 @@ class TemperatureRelay(Protocol):
 class DeviceController(DeviceMirror):
     """The desired state of one device, over the mirror of what it reports."""
 
-    def __init__(
-        self,
-        name: str,
-        heater: str,
-        max_target: float,
-        relay: TemperatureRelay,
-        on_status_changed: Callable[[], None],
-        temperature_offset: float = 0.0,
-        chamber_sensor: str | None = None,
-        regulation_interval: float = REGULATION_PERIOD_S,
-    ) -> None:
+    def __init__(self, name: str, heater: str, max_target: float, relay: TemperatureRelay,
+                 on_status_changed: Callable[[], None], temperature_offset: float = 0.0,
+                 chamber_sensor: str | None = None,
+                 regulation_interval: float = REGULATION_PERIOD_S) -> None:
         super().__init__(name)
         self.heater = heater
         #: The device's own ceiling (60 °C stock, 70 °C patched).
@@ -95,7 +87,6 @@ class DeviceController(DeviceMirror):
         self.dryer = DryingTracker(name)
         self.pacer = WritePacer(self.write_desired)
         self.sync = ConnectionSync(self._try_sync)
-        self.requests = UserRequests(self)
         self._refusal_reported: tuple[int, str] | None = None
 
     @property
@@ -112,7 +103,6 @@ class DeviceController(DeviceMirror):
 
     def set_target(self, target: float, source: str) -> float:
         """Klipper (or a safety event) wants ``target``; returns the clamped value."""
-        first_word = not self.target_known
         self.target_known = True
         self.requested_target = target
         clamped = clamp_target(target, self.max_target)
@@ -135,8 +125,7 @@ class DeviceController(DeviceMirror):
         # Written even when unchanged: Klipper setting the same target again
         # (after the device was switched off at its panel) must reach it.
         self.write_desired(urgent=False)
-        if first_word:
-            self._try_sync()
+        self._try_sync()  # Klipper's first word may be what the sync waited for
         return clamped
 
     def adopt_klipper_target(self, target: Any, seen_version: int | None) -> None:
@@ -164,10 +153,8 @@ class DeviceController(DeviceMirror):
             self.target = 0.0
             self.target_version += 1
         # Always write: the device may be heating on its own.
-        if self.sync.synced:
-            self.write_desired(urgent=True)
-        else:
-            self._try_sync()
+        self.write_desired(urgent=True)
+        self._try_sync()  # or all of it, if this connection is not synced yet
         self._changed()
 
     def assume_off_if_unknown(self) -> None:
@@ -266,13 +253,10 @@ class DeviceController(DeviceMirror):
             self.write_desired(urgent=True)
             self._changed()
 
-    def power(self) -> float:
-        """The heater's output as Klipper shows it (0.0 or 1.0)."""
-        return views.power(self)
-
     def work_mode(self) -> int:
-        """Who runs the heat, in the stock firmware's numbers (HelixScreen reads them)."""
-        return views.work_mode(self)
+        """Who runs the heat, in the stock firmware's numbers (see ``work_mode``)."""
+        return work_mode(self, self.drying is not None, self.external_control is not None,
+                         self.effective_target())
 
     def effective_target(self) -> float:
         """What the device must do now: off while it reports a fault."""
@@ -297,15 +281,11 @@ class DeviceController(DeviceMirror):
             return
         if snapshot is not None and self._someone_else_controls(snapshot):
             return  # the device is someone else's now; Klipper's next target acts
-        wanted = self.effective_target()
-        if wanted == 0 and self.drying is not None:
-            pass  # a drying run, adopted or ours: not uncommanded heat
-        elif wanted == 0 and self.is_device_heating():
-            self.last_event = self.arbitration.uncommanded_heating(BY_RECONNECT)
-        elif snapshot is not None:
-            changed = differences(snapshot, wanted, self.set_point())
-            if changed:
-                self.last_event = self.arbitration.outside_change(changed, BY_RECONNECT, wanted)
+        event = self.arbitration.found_on_reconnect(
+            snapshot, self.effective_target(), self.set_point(), self.drying is not None,
+            self.is_device_heating())
+        if event is not None:
+            self.last_event = event
         self.write_desired(urgent=True)
 
     def _someone_else_controls(self, report: DeviceReport) -> bool:
@@ -320,15 +300,14 @@ class DeviceController(DeviceMirror):
         wanted = self.effective_target()
         if wanted == 0 and self.drying is not None:
             return  # the device dries; that is what was asked (or adopted)
-        changed = differences(report, wanted, self.set_point())
-        if not changed:
+        event = self.arbitration.seen_while_connected(report, wanted, self.set_point())
+        if event is None:
             return
+        self.last_event = event
         if wanted == 0:
-            self.last_event = self.arbitration.uncommanded_heating(BY_DEVICE)
-            self.write_desired(urgent=True)
-            return
-        self.last_event = self.arbitration.outside_change(changed, BY_DEVICE, wanted)
-        self.pacer.correct()
+            self.write_desired(urgent=True)  # uncommanded heat goes off at once
+        else:
+            self.pacer.correct()
 
     def write_desired(self, urgent: bool) -> None:
         """Send the set point now, or coalesce it into a trailing write.
@@ -355,4 +334,21 @@ class DeviceController(DeviceMirror):
 
     def describe(self) -> dict[str, Any]:
         """This device's state for the status API."""
-        return views.status(self)
+        info: dict[str, Any] = {
+            "name": self.name,
+            "heater": self.heater,
+            "target": self.target,
+            "requested_target": self.requested_target,
+            "target_source": self.target_source,
+            "max_target": self.max_target,
+            "work_mode": self.work_mode(),
+            "last_event": self.last_event,
+            "set_point": self.set_point(),
+        }
+        info.update(self.describe_device())
+        info.update(self.dryer.describe())
+        info.update(self.arbitration.describe())
+        info.update(self.chamber.describe())
+        if self.link is not None:
+            info.update(self.link.describe())
+        return info

@@ -102,6 +102,10 @@ class DryingTracker:
             return self.end("drying ended")
         return None
 
+    def describe(self) -> dict[str, Any]:
+        run = self.run
+        return {"drying": None if run is None else run.describe(time.monotonic())}
+
     def _log(self, event: str) -> str:
         logging.info("panda_breath [%s]: %s", self.name, event)
         return event

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from .model import MODE_STANDBY, DeviceReport
+from .model import MODE_DRYING, MODE_ON, MODE_STANDBY, DeviceReport
 
 #: ``DeviceReport`` field -> the mirror's attribute for it.
 MIRRORED = (
@@ -77,9 +77,27 @@ class DeviceMirror:
         """Whether the device, as last reported, heats or may heat on its own."""
         return bool(self.heater_on) or bool(self.work_on and self.mode != MODE_STANDBY)
 
+    def power(self) -> float:
+        """The heater's output as Klipper shows it (0.0 or 1.0).
+
+        The relay state where the firmware reports it (ESPHome's climate
+        action); otherwise the device's commanded state: on, in a heating
+        mode, and below its set point (stock WebSocket and v1.0.4 MQTT).
+        """
+        if self.faults:
+            return 0.0
+        if self.heater_on is not None:
+            return 1.0 if self.heater_on else 0.0
+        if not (self.work_on and self.mode in (MODE_ON, MODE_DRYING)):
+            return 0.0
+        if self.chamber_temp is None or self.device_target is None:
+            return 0.0
+        return 1.0 if self.chamber_temp < self.device_target else 0.0
+
     def describe_device(self) -> dict[str, Any]:
         """The mirrored fields under their status API names."""
         info = {attribute: getattr(self, attribute) for _field, attribute in MIRRORED}
         info["filter"] = info.pop("filter_on")
         info["faults"] = dict(self.faults)
+        info["power"] = self.power()
         return info

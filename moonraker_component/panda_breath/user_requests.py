@@ -10,12 +10,9 @@ raises with the reason (``DryingError``, ``FilterError``) or returns False.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
 
+from .controller import DeviceController
 from .filtration import request_filter
-
-if TYPE_CHECKING:
-    from .controller import DeviceController
 
 
 class UserRequests:
