@@ -198,7 +198,7 @@ class DeviceController(DeviceMirror):
 
     def on_report(self, report: DeviceReport) -> None:
         drying_before = self.drying
-        changed = self._absorb(report)
+        changed = self._mirror_report(report)
         if report.assumed:  # what our own write did: nothing to track or undo
             if changed:
                 self._changed()
@@ -262,7 +262,7 @@ class DeviceController(DeviceMirror):
         """What the device must do now: off while it reports a fault."""
         return 0.0 if self.faults else self.target
 
-    def _absorb(self, report: DeviceReport) -> bool:
+    def _mirror_report(self, report: DeviceReport) -> bool:
         """Mirror what ``report`` says; True if anything shown changed."""
         changed, faults_moved = self.absorb(report)
         if faults_moved and self.faults and self.drying is not None:
