@@ -94,6 +94,10 @@ class DeviceController(DeviceMirror):
         """The drying cycle running on the device, if any."""
         return self.dryer.run
 
+    @drying.setter
+    def drying(self, run: DryingRun | None) -> None:
+        self.dryer.run = run
+
     @property
     def external_control(self) -> str | None:
         """Who else controls the device now (firmwares that arbitrate), if anyone."""
@@ -144,7 +148,7 @@ class DeviceController(DeviceMirror):
         if self.target > 0 or self.is_device_heating():
             logging.info("panda_breath [%s]: switching off (%s)", self.name, reason)
         self.last_event = "off: %s" % reason
-        self.dryer.run = None  # a safety event ends drying too
+        self.drying = None  # a safety event ends drying too
         self.arbitration.release()  # and is never left to another controller
         self.target_known = True
         self.requested_target = 0.0
@@ -234,8 +238,6 @@ class DeviceController(DeviceMirror):
 
     def klipper_reading(self, report: DeviceReport) -> float | None:
         """The chamber temperature Klipper's heater shows for this device report."""
-        if report.chamber_temp is None:
-            return None
         return self.chamber.klipper_reading(report.chamber_temp, time.monotonic())
 
     def set_point(self) -> float:

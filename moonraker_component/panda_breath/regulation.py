@@ -113,8 +113,11 @@ class ChamberTemperature:
         self._printer_temp_at = now
         return True
 
-    def klipper_reading(self, device_temp: float, now: float) -> float | None:
-        """The chamber temperature Klipper shows while the device reads ``device_temp``."""
+    def klipper_reading(self, device_temp: float | None, now: float) -> float | None:
+        """The chamber temperature Klipper shows while the device reads ``device_temp``
+        (None: this report has no reading, so Klipper gets none either)."""
+        if device_temp is None:
+            return None
         if self.chamber_sensor is not None:
             fresh = now - self._printer_temp_at < PRINTER_READING_MAX_AGE_S
             return self.printer_temp if fresh else None
