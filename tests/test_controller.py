@@ -10,14 +10,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from panda_breath.controller import (
-    COALESCE_S,
-    CORRECTION_INTERVAL_S,
-    SNAPSHOT_WAIT_S,
-    DeviceController,
-)
+from panda_breath.controller import DeviceController
 from panda_breath.link import LINK_CONNECTED, DeviceLink
 from panda_breath.model import DeviceReport
+from panda_breath.pacing import COALESCE_S, CORRECTION_INTERVAL_S
+from panda_breath.sync import SNAPSHOT_WAIT_S
 
 
 class RecordingLink(DeviceLink):
@@ -91,7 +88,7 @@ async def test_uncommanded_heating_in_snapshot_is_switched_off_and_counted() -> 
     controller, link, _ = make_controller()
     link.connect(controller, DeviceReport(snapshot=True, work_on=True, mode="on"))
     assert link.sent == [0.0]
-    assert controller.uncommanded_heating_events == 1
+    assert controller.arbitration.uncommanded_heating_events == 1
     assert controller.last_event == "uncommanded heating switched off"
 
 
@@ -164,7 +161,7 @@ async def test_after_a_moonraker_restart_a_heating_device_waits_for_klippers_wor
     assert link.sent == []  # no OFF on a guess
     controller.adopt_klipper_target(45.0, None)  # the status subscription answers
     assert link.sent == [45.0]
-    assert controller.uncommanded_heating_events == 0
+    assert controller.arbitration.uncommanded_heating_events == 0
 
 
 async def test_without_a_word_from_klipper_the_target_counts_as_zero() -> None:
@@ -173,7 +170,7 @@ async def test_without_a_word_from_klipper_the_target_counts_as_zero() -> None:
     assert link.sent == []
     controller.assume_off_if_unknown()  # the start-up grace is over
     assert link.sent == [0.0]
-    assert controller.uncommanded_heating_events == 1
+    assert controller.arbitration.uncommanded_heating_events == 1
     controller.assume_off_if_unknown()  # only once
     assert link.sent == [0.0]
 
@@ -190,25 +187,8 @@ async def test_the_same_target_set_again_is_written_again() -> None:
     assert link.sent == [45.0, 45.0]
 
 
-async def test_a_link_without_settings_reports_gets_the_state_reasserted() -> None:
-    controller, link, _ = make_controller()
-    controller.reassert_interval = 0.2
-    link.reports_settings = False
-    link.connect(controller, DeviceReport(snapshot=True, work_on=False))
-    controller.set_target(45.0, "klipper")
-    await asyncio.sleep(0.5)
-    assert link.sent[:3] == [0.0, 45.0, 45.0]
-    assert controller.reasserts >= 1
-    link.state = "disconnected"
-    controller.on_link_down("test")
-    count = len(link.sent)
-    await asyncio.sleep(0.5)
-    assert len(link.sent) == count  # nothing is re-asserted while the link is down
-
-
 async def test_a_link_that_reports_settings_is_not_reasserted() -> None:
     controller, link, _ = make_controller()
-    controller.reassert_interval = 0.1
     link.connect(controller, DeviceReport(snapshot=True, work_on=False))
     await asyncio.sleep(0.35)
     assert link.sent == [0.0]
@@ -221,7 +201,7 @@ async def test_a_change_at_the_device_is_undone_at_once_and_reported() -> None:
     link.sent.clear()
     controller.on_report(DeviceReport(snapshot=True, work_on=True, mode="on", device_target=38.0))
     assert link.sent == [45.0]
-    change = controller.last_outside_change
+    change = controller.arbitration.last_outside_change
     assert change is not None and change["changed"] == {"device_target": 38.0}
     assert "while connected" in change["by"]
     # A second contradiction within the pacing interval is delayed, not dropped.
@@ -230,7 +210,7 @@ async def test_a_change_at_the_device_is_undone_at_once_and_reported() -> None:
     assert link.sent == [45.0]
     await asyncio.sleep(CORRECTION_INTERVAL_S + 0.1)
     assert link.sent == [45.0, 45.0]
-    assert controller.outside_changes == 2
+    assert controller.arbitration.outside_changes == 2
 
 
 async def test_a_state_found_on_reconnect_is_reported_as_such() -> None:
@@ -239,7 +219,7 @@ async def test_a_state_found_on_reconnect_is_reported_as_such() -> None:
     link.connect(controller, DeviceReport(snapshot=True, work_on=True, mode="on",
                                           device_target=30.0))
     assert link.sent == [45.0]
-    change = controller.last_outside_change
+    change = controller.arbitration.last_outside_change
     assert change is not None and change["changed"] == {"device_target": 30.0}
     assert "(re)connecting" in change["by"]
 
@@ -256,9 +236,9 @@ async def test_printer_sensor_readings_that_are_not_finite_numbers_are_ignored()
     controller.set_target(40.0, "klipper")
     for value in (float("nan"), float("inf"), "40", None, True, [40], 10**400):
         controller.on_printer_reading(value)
-    assert controller.printer_temp is None
+    assert controller.chamber.printer_temp is None
     controller.on_printer_reading(35.5)
-    assert controller.printer_temp == 35.5
+    assert controller.chamber.printer_temp == 35.5
     assert controller.set_point() == 40.0
 
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from panda_breath import esphome_mqtt, stock_mqtt, stock_ws
 from panda_breath.config import FIRMWARES, drying_ranges
-from panda_breath.controller import DryingError
+from panda_breath.drying import DryingError
 from panda_breath.esphome_mqtt import EsphomeMqttProtocol
 from panda_breath.model import DeviceReport, FrameError
 from panda_breath.mqtt_common import _DECIMAL_RE, MAX_PAYLOAD_BYTES, parse_decimal

@@ -8,9 +8,8 @@ the settings of a mains heater is worse than leaving it off.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from . import dragonbreath
 from .model import (
@@ -118,97 +117,93 @@ def drying_ranges(
 def read_device_config(config: Any) -> DeviceConfig:
     section = config.get_name()
     parts = section.split(maxsplit=1)
-    name = parts[1] if len(parts) > 1 else "panda_breath"
-    cfg = DeviceConfig(section=section, name=name)
+    cfg = DeviceConfig(section=section, name=parts[1] if len(parts) > 1 else "panda_breath")
     reader = _SectionReader(config, cfg.errors)
+    for read in _OPTIONS:
+        read(config, reader, cfg)
+    return cfg
+
+
+_Read = Callable[[Any, _SectionReader, DeviceConfig], None]
+
+
+def _number(option: str, getter: str, minval: float, maxval: float) -> _Read:
+    """A number option of ``DeviceConfig`` (its default there), within [minval, maxval]."""
+    def read(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None:
+        default = getattr(cfg, option)
+        setattr(cfg, option, reader.read(getattr(config, getter), option, default,
+                                         minval=minval, maxval=maxval))
+    return read
+
+
+def _read_firmware(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None:
     firmware = reader.read(config.get, "firmware", "stock")
-    if firmware is not None:
-        firmware = str(firmware).strip().lower()
-        if firmware not in FIRMWARES:
-            cfg.errors.append(
-                f"option 'firmware': '{firmware}' is not one of {', '.join(FIRMWARES)}"
-            )
-        else:
-            cfg.firmware = firmware
+    if firmware is None:
+        return
+    firmware = str(firmware).strip().lower()
+    if firmware in FIRMWARES:
+        cfg.firmware = firmware
+    else:
+        cfg.errors.append(f"option 'firmware': '{firmware}' is not one of {', '.join(FIRMWARES)}")
+
+
+def _read_host(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None:
     cfg.host = reader.read(config.get, "host", None)
     if cfg.firmware in HOST_FIRMWARES and not cfg.host:
         cfg.errors.append(
             f"option 'host' is required for firmware '{cfg.firmware}' (e.g. PandaBreath.local)"
         )
-    cfg.port = reader.read(config.getint, "port", 80, minval=1, maxval=65535)
-    default_heater = "chamber" if len(parts) == 1 else name
-    heater = reader.read(config.get, "heater", default_heater)
+
+
+def _read_heater(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None:
+    default = "chamber" if len(cfg.section.split()) == 1 else cfg.name
+    heater = reader.read(config.get, "heater", default)
     if heater is not None and (not str(heater).strip() or len(str(heater).split()) != 1):
         cfg.errors.append(f"option 'heater': '{heater}' must be one word (the NAME in "
                           "[heater_panda_breath NAME])")
     else:
         cfg.heater = str(heater).strip()
-    cfg.device_max_temp = reader.read(
-        config.getfloat, "device_max_temp", DEVICE_MAX_TARGET, minval=1.0, maxval=PATCHED_MAX_TARGET
-    )
-    cfg.connect_timeout = reader.read(
-        config.getfloat, "connect_timeout", 5.0, minval=0.5, maxval=60.0
-    )
-    cfg.silence_timeout = reader.read(
-        config.getfloat, "silence_timeout", 10.0, minval=2.0, maxval=300.0
-    )
-    cfg.reconnect_max_delay = reader.read(
-        config.getfloat, "reconnect_max_delay", 5.0, minval=0.5, maxval=300.0
-    )
-    # Stock WebSocket only: the device reports no settings changes, so the
-    # desired state is written again this often (a change at the device
-    # stands at most this long).
-    cfg.reassert_interval = reader.read(
-        config.getfloat, "reassert_interval", 20.0, minval=5.0, maxval=60.0
-    )
-    # The chamber reading: the device's own, shifted by temperature_offset,
-    # or a Klipper sensor the set point is regulated to.
-    cfg.temperature_offset = reader.read(
-        config.getfloat, "temperature_offset", 0.0, minval=-20.0, maxval=20.0
-    )
+
+
+def _read_chamber_sensor(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None:
+    """The chamber reading: the device's own, shifted by temperature_offset,
+    or a Klipper sensor the set point is regulated to."""
     sensor = reader.read(config.get, "chamber_sensor", None)
-    if sensor is not None and str(sensor).strip():
-        sensor = " ".join(str(sensor).split())
-        if sensor.split()[0] not in CHAMBER_SENSOR_KINDS or len(sensor.split()) != 2:
-            cfg.errors.append(
-                f"option 'chamber_sensor': '{sensor}' is not a Klipper temperature object; use "
-                "its full name, e.g. 'temperature_sensor chamber'"
-            )
-        elif cfg.temperature_offset:
-            cfg.errors.append(
-                "option 'temperature_offset': not used together with 'chamber_sensor' (the "
-                "printer's sensor is the reading then); remove one of them"
-            )
-        else:
-            cfg.chamber_sensor = sensor
-    cfg.regulation_interval = reader.read(
-        config.getfloat, "regulation_interval", 60.0, minval=5.0, maxval=600.0
-    )
-    # The power device "Panda Breath drying": the device's own drying cycle.
-    temp_range, hours_range = drying_ranges(cfg.firmware, cfg.device_max_temp)
+    if sensor is None or not str(sensor).strip():
+        return
+    sensor = " ".join(str(sensor).split())
+    if sensor.split()[0] not in CHAMBER_SENSOR_KINDS or len(sensor.split()) != 2:
+        cfg.errors.append(
+            f"option 'chamber_sensor': '{sensor}' is not a Klipper temperature object; use "
+            "its full name, e.g. 'temperature_sensor chamber'"
+        )
+    elif cfg.temperature_offset:
+        cfg.errors.append(
+            "option 'temperature_offset': not used together with 'chamber_sensor' (the "
+            "printer's sensor is the reading then); remove one of them"
+        )
+    else:
+        cfg.chamber_sensor = sensor
+
+
+def _read_drying(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None:
+    """The power device "Panda Breath drying": the device's own drying cycle."""
+    (low_c, high_c), (low_h, high_h) = drying_ranges(cfg.firmware, cfg.device_max_temp)
     cfg.drying_temperature = reader.read(
-        config.getint, "drying_temperature", 55, minval=temp_range[0], maxval=temp_range[1],
-    )
-    cfg.drying_hours = reader.read(
-        config.getint, "drying_hours", 6, minval=hours_range[0], maxval=hours_range[1],
-    )
-    # DragonBreath: its API token (sent as X-DragonBreath-Auth, never logged)
-    # and the host lease the device's watchdog enforces.
+        config.getint, "drying_temperature", 55, minval=low_c, maxval=high_c)
+    cfg.drying_hours = reader.read(config.getint, "drying_hours", 6, minval=low_h, maxval=high_h)
+
+
+def _read_token(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None:
+    """DragonBreath's API token (sent as X-DragonBreath-Auth, never logged)."""
     token = reader.read(config.get, "token", "web")
-    if token is not None:
-        token = str(token).strip()
-        if not token or any(ch.isspace() or not ch.isprintable() for ch in token):
-            cfg.errors.append("option 'token': must be printable text without spaces")
-        else:
-            cfg.token = token
-    cfg.lease_timeout = reader.read(
-        config.getfloat, "lease_timeout", None, minval=10.0, maxval=300.0
-    )
-    cfg.offline_warning_delay = reader.read(
-        config.getfloat, "offline_warning_delay", 30.0, minval=5.0, maxval=3600.0
-    )
-    _read_mqtt_options(config, reader, cfg)
-    return cfg
+    if token is None:
+        return
+    token = str(token).strip()
+    if not token or any(ch.isspace() or not ch.isprintable() for ch in token):
+        cfg.errors.append("option 'token': must be printable text without spaces")
+    else:
+        cfg.token = token
 
 
 def _read_mqtt_options(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None:
@@ -272,3 +267,29 @@ def _topic_level(
         + (" or empty" if allow_empty else "")
     )
     return default
+
+
+#: Every option, in the order read (later checks use earlier values).
+_OPTIONS: tuple[_Read, ...] = (
+    _read_firmware,
+    _read_host,
+    _number("port", "getint", 1, 65535),
+    _read_heater,
+    _number("device_max_temp", "getfloat", 1.0, PATCHED_MAX_TARGET),
+    _number("connect_timeout", "getfloat", 0.5, 60.0),
+    _number("silence_timeout", "getfloat", 2.0, 300.0),
+    _number("reconnect_max_delay", "getfloat", 0.5, 300.0),
+    # Stock WebSocket only: the device reports no settings changes, so the
+    # desired state is written again this often (a change at the device
+    # stands at most this long).
+    _number("reassert_interval", "getfloat", 5.0, 60.0),
+    _number("temperature_offset", "getfloat", -20.0, 20.0),
+    _read_chamber_sensor,
+    _number("regulation_interval", "getfloat", 5.0, 600.0),
+    _read_drying,
+    _read_token,
+    # DragonBreath: the host lease the device's watchdog enforces.
+    _number("lease_timeout", "getfloat", 10.0, 300.0),
+    _number("offline_warning_delay", "getfloat", 5.0, 3600.0),
+    _read_mqtt_options,
+)

@@ -39,14 +39,19 @@ class LinkListener(Protocol):
     def on_link_changed(self) -> None:
         """Counters or link details changed (for the status API)."""
 
+    def refused_target(self, target: float, reason: str) -> None:
+        """The device refused a heat command of ours (firmwares that answer commands)."""
+
+    def refused_request(self, reason: str) -> None:
+        """The device refused or never answered a request of the user's (clear fault, filter)."""
+
 
 class DeviceLink(abc.ABC):
     """Reconnecting session with one device; see the module docstring."""
 
-    #: Whether the device tells us its settings while connected.  Stock
-    #: firmware over WebSocket does not (only a new connection's snapshot
-    #: does), so the controller re-asserts the desired state periodically.
-    reports_settings = True
+    #: Writes of the desired state the link repeated on its own schedule (the
+    #: stock WebSocket, whose device reports no settings); 0 on the others.
+    reasserts = 0
 
     def __init__(self, listener: LinkListener, name: str) -> None:
         self.listener = listener
@@ -145,6 +150,7 @@ class DeviceLink(abc.ABC):
             "frames_received": self.frames_received,
             "frames_dropped": self.frames_dropped,
             "frames_sent": self.frames_sent,
+            "reasserts": self.reasserts,
             "fields_rejected": self.fields_rejected,
             "last_frame_age": None if age is None else round(age, 2),
             "last_error": self.last_error,

@@ -53,6 +53,9 @@ class DeviceReport:
     faults: dict[str, str] | None = None
     #: True for a full snapshot, whose on/off state is authoritative.
     snapshot: bool = False
+    #: Not heard from the device: what a link whose device never answers a
+    #: write (stock WebSocket) takes it to have done.  Mirrored, never contradicted.
+    assumed: bool = False
     #: Fields that were present but unusable (wrong type, out of range).
     rejected_fields: list[str] = field(default_factory=list)
     #: DragonBreath (``firmware: dragonbreath``) only; None everywhere else.

@@ -22,10 +22,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any, Callable
 
-from .controller import DeviceController, DryingError, FilterError
+from .controller import DeviceController
+from .drying import DryingError
+from .filtration import FilterError
 
 if TYPE_CHECKING:
     from moonraker.confighelper import ConfigHelper
+
+    from .config import DeviceConfig
+    from .user_requests import UserRequests
 
 #: The ``type`` Moonraker reports for these devices.
 DEVICE_TYPE = "panda_breath"
@@ -54,21 +59,24 @@ def device_name(section_name: str, what: str) -> str:
 
 
 def create_drying_device(
-    config: ConfigHelper, controller: DeviceController, name: str, temperature: int, hours: int
+    config: ConfigHelper, controller: DeviceController, requests: UserRequests, name: str,
+    temperature: int, hours: int,
 ) -> Any:
     """The drying cycle of ``controller`` as a power device."""
     def switch(on: bool) -> None:
         if on:
-            controller.start_drying(temperature, hours)
+            requests.start_drying(temperature, hours)
         else:
-            controller.stop_drying()
+            requests.stop_drying()
 
     return _create(config, name, lambda: controller.drying is not None, switch)
 
 
-def create_filter_device(config: ConfigHelper, controller: DeviceController, name: str) -> Any:
+def create_filter_device(
+    config: ConfigHelper, controller: DeviceController, requests: UserRequests, name: str,
+) -> Any:
     """The filtration of ``controller`` as a power device."""
-    return _create(config, name, lambda: bool(controller.filter_on), controller.set_filter)
+    return _create(config, name, lambda: bool(controller.filter_on), requests.set_filter)
 
 
 def _create(
@@ -110,3 +118,23 @@ def _create(
         {f"power {name}": {"type": DEVICE_TYPE, "locked_while_printing": "False"}}
     )
     return PandaBreathPowerDevice(section)
+
+
+async def add_power_device(
+    server: Any, power: Any, cfg: DeviceConfig, kind: str, what: str,
+    create: Callable[..., Any],
+) -> Any:
+    """Moonraker's power device ``kind`` for ``cfg``'s device; None (and a warning) if it failed."""
+    name = device_name(cfg.name, kind)
+    try:
+        power_device = create(name=name)
+        await power.add_device(name, power_device)
+    except Exception as exc:  # noqa: BLE001 - optional; heating goes on
+        logging.exception("panda_breath [%s]: power device not added", cfg.name)
+        server.add_warning(
+            f"[{cfg.section}]: the power device '{name}' could not be added "
+            f"({exc}); {what} from the UIs is not available.",
+            warn_id=f"panda_breath_{kind}_{cfg.name}",
+        )
+        return None
+    return power_device

@@ -20,6 +20,10 @@ does I/O.
 
 from __future__ import annotations
 
+from typing import Any
+
+from .model import as_number
+
 #: Seconds over which readings are averaged before each look (the device's
 #: relay band makes single readings swing by a degree).
 PERIOD_S = 60.0
@@ -33,6 +37,8 @@ GAIN = 0.7
 MAX_STEP_C = 3
 #: How far the correction may go either way, °C.
 MAX_CORRECTION_C = 20
+#: A reading of the printer's chamber sensor older than this is not shown.
+PRINTER_READING_MAX_AGE_S = 10.0
 
 
 class SetPointRegulator:
@@ -79,3 +85,73 @@ class SetPointRegulator:
         step = max(-MAX_STEP_C, min(MAX_STEP_C, step))
         self.correction = max(-MAX_CORRECTION_C, min(MAX_CORRECTION_C, self.correction + step))
         return self.correction
+
+
+class ChamberTemperature:
+    """Which reading Klipper shows and which set point the device gets for a target.
+
+    Either the device's own reading shifted by ``temperature_offset`` (its
+    sensor over-reads: negative; the set point moves the other way), or,
+    with ``chamber_sensor`` (a Klipper object such as "temperature_sensor
+    chamber"), the printer's reading, with the set point regulated to suit it.
+    """
+
+    def __init__(self, temperature_offset: float, chamber_sensor: str | None,
+                 period: float) -> None:
+        self.temperature_offset = temperature_offset
+        self.chamber_sensor = chamber_sensor
+        self.regulator = SetPointRegulator(period) if chamber_sensor else None
+        self.printer_temp: float | None = None
+        self._printer_temp_at = 0.0
+
+    def printer_reading(self, value: Any, now: float) -> bool:
+        """Klipper's ``chamber_sensor`` said ``value``; False if it is no finite number."""
+        reading = as_number(value)  # finite numbers only, whatever Klipper sends
+        if reading is None:
+            return False
+        self.printer_temp = reading
+        self._printer_temp_at = now
+        return True
+
+    def klipper_reading(self, device_temp: float | None, now: float) -> float | None:
+        """The chamber temperature Klipper shows while the device reads ``device_temp``
+        (None: this report has no reading, so Klipper gets none either)."""
+        if device_temp is None:
+            return None
+        if self.chamber_sensor is not None:
+            fresh = now - self._printer_temp_at < PRINTER_READING_MAX_AGE_S
+            return self.printer_temp if fresh else None
+        return device_temp + self.temperature_offset
+
+    def set_point(self, wanted: float, device_max: float) -> float:
+        """What the device is told for ``wanted``: moved by the offset or the regulator."""
+        if wanted <= 0:
+            return 0.0
+        if self.regulator is not None:
+            point = wanted + self.regulator.correction
+        else:
+            point = wanted - self.temperature_offset
+        if point == wanted:
+            return wanted
+        return float(min(device_max, max(1.0, round(point))))
+
+    def regulate(self, now: float, wanted: float, device_temp: float | None,
+                 device_set_point: float | None) -> bool:
+        """Feed the regulator; True when the set point moved."""
+        regulator = self.regulator
+        if regulator is None or wanted <= 0:
+            return False
+        before = regulator.correction
+        regulator.update(now, wanted, self.printer_temp, device_temp, device_set_point)
+        return regulator.correction != before
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "temperature_offset": self.temperature_offset,
+            "chamber_sensor": self.chamber_sensor,
+            "printer_temp": self.printer_temp,
+            "regulation": None if self.regulator is None else {
+                "correction": self.regulator.correction,
+                "gradient": self.regulator.gradient,
+            },
+        }

@@ -6,6 +6,11 @@ quiet for more than 15 s without closing the socket.  So: a quiet link is
 closed and reopened (a new connection brings a new snapshot), reconnects are
 paced by ``Backoff``, and only one connection exists at a time (the device
 serves at most seven clients and degrades under connection churn).
+
+Since the device reports no settings while connected, a write is taken as
+done (its ``assumed`` echo goes to the listener) and the last one is written
+again every ``reassert_interval`` seconds: a change at the device stands at
+most that long.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from .link import (
     DeviceLink,
     LinkListener,
 )
-from .model import FrameError
+from .model import MODE_DRYING, MODE_ON, DeviceReport, FrameError, device_degrees
 from .resolve import resolve_host
 
 # Our own frames are tiny; the device's snapshot is a few KiB.  Anything larger
@@ -36,11 +41,11 @@ _MAX_MESSAGE_SIZE = 1024 * 1024
 #: A connection that lasted this long was healthy: the next drop retries quickly.
 #: Shorter ones (a device that accepts and closes at once) keep backing off.
 STABLE_CONNECTION_S = 2.0
+#: Default period of the idempotent re-assert (``reassert_interval``).
+REASSERT_INTERVAL_S = 20.0
 
 
 class StockWebSocketLink(DeviceLink):
-    reports_settings = False
-
     def __init__(
         self,
         listener: LinkListener,
@@ -50,6 +55,7 @@ class StockWebSocketLink(DeviceLink):
         connect_timeout: float,
         silence_timeout: float,
         backoff: Backoff,
+        reassert_interval: float = REASSERT_INTERVAL_S,
     ) -> None:
         super().__init__(listener, name)
         self.host = host
@@ -64,6 +70,13 @@ class StockWebSocketLink(DeviceLink):
         self._closing = False
         #: Connections that ended without a close frame from the device.
         self.abrupt_closes = 0
+        self.reassert_interval = reassert_interval
+        self.reasserts = 0
+        #: The last target written on this connection, which the re-assert repeats.
+        self._desired: float | None = None
+        #: When the drying cycle we started is over (monotonic); None if none runs.
+        self._drying_until: float | None = None
+        self._reassert_timer: asyncio.TimerHandle | None = None
 
     # Session loop ------------------------------------------------------------
 
@@ -132,6 +145,7 @@ class StockWebSocketLink(DeviceLink):
                 self._handle_message(message)
         finally:
             self._ws = None
+            self._forget_writes()
             ws.close(1000 if self._closing else 1001)
             if self._closing:
                 reason = "closing"
@@ -167,10 +181,59 @@ class StockWebSocketLink(DeviceLink):
     supports_drying = True
 
     def send_target(self, target: float) -> bool:
-        return self._write(stock_ws.command_sequence(target, self.version))
+        if not self._write(stock_ws.command_sequence(target, self.version)):
+            return False
+        self._desired = target
+        self._drying_until = None
+        if target > 0:
+            self._pass_on(DeviceReport(work_on=True, mode=MODE_ON, assumed=True,
+                                       device_target=float(device_degrees(target))))
+        else:
+            self._pass_on(DeviceReport(work_on=False, assumed=True))  # its set point stays
+        self._schedule_reassert()
+        return True
 
     def send_drying(self, temperature: int, hours: int) -> bool:
-        return self._write(stock_ws.drying_sequence(temperature, hours, self.version))
+        if not self._write(stock_ws.drying_sequence(temperature, hours, self.version)):
+            return False
+        self._drying_until = time.monotonic() + hours * 3600.0
+        self._pass_on(DeviceReport(work_on=True, mode=MODE_DRYING, assumed=True))
+        self._schedule_reassert()
+        return True
+
+    def _schedule_reassert(self) -> None:
+        if self._reassert_timer is not None:
+            self._reassert_timer.cancel()
+        self._reassert_timer = asyncio.get_running_loop().call_later(
+            self.reassert_interval, self._reassert
+        )
+
+    def _reassert(self) -> None:
+        """The device may have been changed where we cannot see it: write it again."""
+        self._reassert_timer = None
+        if self.state != LINK_CONNECTED:
+            return
+        target = self._desired
+        if self._drying_until is not None:
+            # Re-sending the drying start would restart its countdown, and the
+            # device shows no end: the cycle is over when its time is, and off.
+            if time.monotonic() < self._drying_until:
+                self._schedule_reassert()
+                return
+            self._drying_until = None
+            self._pass_on(DeviceReport(drying=False))
+            target = 0.0
+        if target is not None:
+            self.reasserts += 1
+            self.send_target(target)
+
+    def _forget_writes(self) -> None:
+        """The connection ended: the next one is synced afresh, nothing is repeated."""
+        if self._reassert_timer is not None:
+            self._reassert_timer.cancel()
+            self._reassert_timer = None
+        self._desired = None
+        self._drying_until = None
 
     def _write(self, writes: list[tuple[str, Any]]) -> bool:
         """One frame per key, in order; False if the connection is not open."""
