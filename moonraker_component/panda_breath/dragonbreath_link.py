@@ -28,9 +28,16 @@ from .backoff import Backoff
 from .dragonbreath_commands import CommandWriter
 from .dragonbreath_http import REQUEST_TIMEOUT_S, DragonBreathHttp
 from .dragonbreath_lease import Lease
-from .dragonbreath_session import DragonBreathListener, Session
+from .dragonbreath_session import Session
 from .dragonbreath_stream import EventStream
-from .link import LINK_CLOSED, LINK_CONNECTED, LINK_CONNECTING, LINK_DISCONNECTED, DeviceLink
+from .link import (
+    LINK_CLOSED,
+    LINK_CONNECTED,
+    LINK_CONNECTING,
+    LINK_DISCONNECTED,
+    DeviceLink,
+    LinkListener,
+)
 from .model import DeviceReport, FrameError
 from .resolve import resolve_host
 
@@ -46,11 +53,11 @@ class DragonBreathLink(DeviceLink):
     arbitrates = True
     own_source = db.ACTOR_KIND
     min_target = float(db.MIN_TARGET_C)
-    listener: DragonBreathListener
+    listener: LinkListener
 
     def __init__(
         self,
-        listener: DragonBreathListener,
+        listener: LinkListener,
         name: str,
         host: str,
         port: int = 80,

@@ -18,16 +18,6 @@ from .model import DeviceReport
 from .typing_compat import Protocol
 
 
-class DragonBreathListener(LinkListener, Protocol):
-    """The controller's hooks for what only DragonBreath tells: its refusals."""
-
-    def refused_target(self, target: float, reason: str) -> None:
-        """The device will not take ``target`` (shown to the user once)."""
-
-    def refused_request(self, reason: str) -> None:
-        """The device refused or never answered a user's request (filtration)."""
-
-
 class Session:
     """What lives exactly as long as one session (tasks, the writer's wake-up).
 
@@ -66,7 +56,7 @@ class Session:
 class SessionLink(Protocol):
     """The link, as the session's parts see it."""
 
-    listener: DragonBreathListener
+    listener: LinkListener
     actor_id: str
     silence_timeout: float
     closing: bool
