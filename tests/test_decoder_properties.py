@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from decoder_settings import DECODERS
+from hypothesis import given
 from hypothesis import strategies as st
 from panda_breath import esphome_mqtt, stock_mqtt, stock_ws
 from panda_breath.config import FIRMWARES, drying_ranges
@@ -23,17 +24,6 @@ from panda_breath.model import DeviceReport, FrameError
 from panda_breath.mqtt_common import _DECIMAL_RE, MAX_PAYLOAD_BYTES, parse_decimal
 from panda_breath.power_devices import drying_request
 from panda_breath.stock_mqtt import StockMqttProtocol
-
-settings.register_profile(
-    "decoders",
-    derandomize=True,
-    database=None,
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-#: Applied per test, so loading no global profile changes other modules' tests.
-DECODERS = settings.get_profile("decoders")
 
 VERSIONS = [(1, 0, 0), (1, 0, 1), (1, 0, 2), (1, 0, 3), (1, 0, 4)]
 NUMERIC_FIELDS = ("chamber_temp", "ptc_temp", "device_target", "drying_remaining_s")

@@ -14,21 +14,12 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from decoder_settings import DECODERS
+from hypothesis import given
 from hypothesis import strategies as st
 from panda_breath import dragonbreath as db
 from panda_breath import sse
 from panda_breath.model import MODE_DRYING, MODE_OFF, MODE_ON, DeviceReport, FrameError
-
-settings.register_profile(
-    "dragonbreath",
-    derandomize=True,
-    database=None,
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
-PROFILE = settings.get_profile("dragonbreath")
 
 ACTOR = "moonraker-abc123"
 LEASE_ID = "0123456789abcdef0123456789abcdef"
@@ -484,7 +475,7 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, allow_nan=True)
 
 
-@PROFILE
+@DECODERS
 @given(data=st.binary(max_size=300))
 def test_any_bytes_give_a_report_or_frame_error(data: bytes) -> None:
     check(lambda: db.decode_state(data, ACTOR))
@@ -500,13 +491,13 @@ def test_any_bytes_give_a_report_or_frame_error(data: bytes) -> None:
         assert isinstance(result, db.CommandResult)
 
 
-@PROFILE
+@DECODERS
 @given(text=st.text(CHARS, max_size=300))
 def test_any_text_gives_a_report_or_frame_error(text: str) -> None:
     check(lambda: db.decode_state(text, ACTOR))
 
 
-@PROFILE
+@DECODERS
 @given(value=JSON_VALUES)
 def test_any_json_value_gives_a_report_or_frame_error(value: Any) -> None:
     check(lambda: db.decode_state(_dumps(value), ACTOR))
@@ -514,7 +505,7 @@ def test_any_json_value_gives_a_report_or_frame_error(value: Any) -> None:
         check(lambda: db.decode_state(value, ACTOR))
 
 
-@PROFILE
+@DECODERS
 @given(path=st.sampled_from(PATHS), value=JSON_VALUES)
 def test_any_value_at_any_known_place(path: tuple[str, ...], value: Any) -> None:
     document = copy.deepcopy(state())
@@ -529,7 +520,7 @@ def test_any_value_at_any_known_place(path: tuple[str, ...], value: Any) -> None
         assert report.mode is None
 
 
-@PROFILE
+@DECODERS
 @given(status=st.integers(min_value=-5, max_value=700), value=JSON_VALUES)
 def test_any_response_gives_a_result_or_frame_error(status: int, value: Any) -> None:
     for body in (_dumps(value).encode(), _dumps({"ok": False, "error": value,
@@ -554,7 +545,7 @@ STREAM = (
 )
 
 
-@PROFILE
+@DECODERS
 @given(cuts=st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=40))
 def test_sse_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
     whole = sse.SseParser(max_line=150)
@@ -571,7 +562,7 @@ def test_sse_any_chunking_gives_the_same_events(cuts: list[int]) -> None:
     assert parser.lines_dropped == whole.lines_dropped == 1
 
 
-@PROFILE
+@DECODERS
 @given(chunks=st.lists(st.binary(max_size=400), max_size=30))
 def test_sse_any_bytes_never_raise_and_stay_bounded(chunks: list[bytes]) -> None:
     parser = sse.SseParser(max_line=64, max_event=256)

@@ -20,10 +20,7 @@ class PandaBreathDevice:
         self, cfg: DeviceConfig, controller: DeviceController, link: DeviceLink,
         supervisor: LinkSupervisor, warnings: DeviceWarnings, section_config: Any,
     ) -> None:
-        self.cfg = cfg
-        self.controller = controller
-        self.link = link
-        self.supervisor = supervisor
+        self.cfg, self.controller, self.link, self.supervisor = cfg, controller, link, supervisor
         self.warnings = warnings
         self.requests = UserRequests(controller)
         self.section_config = section_config

@@ -18,10 +18,7 @@ from .link import DeviceLink
 class DeviceWarnings:
     def __init__(self, server: Any, cfg: DeviceConfig, link: DeviceLink,
                  controller: DeviceController) -> None:
-        self.server = server
-        self.cfg = cfg
-        self.link = link
-        self.controller = controller
+        self.server, self.cfg, self.link, self.controller = server, cfg, link, controller
         #: The "unreachable" warning is shown.
         self.offline_warned = False
         self.fault_warning: str | None = None

@@ -44,8 +44,7 @@ class CommandWriter:
     """The desired state and the commands that carry it, one intent at a time."""
 
     def __init__(self, link: SessionLink, lease: Lease) -> None:
-        self.link = link
-        self.lease = lease
+        self.link, self.lease = link, lease
         self.desired: float | None = None
         self.intent = 0
         #: Why the device will not (or cannot) take the last target; None once a

@@ -37,10 +37,7 @@ class Lease:
         self.comms_ms: int | None = None
         #: We hold the lease and the device's state names our actor as its owner.
         self.owned = False
-        self.heartbeats_sent = 0
-        self.heartbeat_failures = 0
-        self.acquired = 0
-        self.losses = 0
+        self.heartbeats_sent = self.heartbeat_failures = self.acquired = self.losses = 0
         self._id: str | None = None
         self._revision = 0
         self._expires_at: float | None = None

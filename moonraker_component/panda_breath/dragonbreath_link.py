@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import dragonbreath as db
 from .backoff import Backoff
@@ -30,16 +30,12 @@ from .dragonbreath_http import REQUEST_TIMEOUT_S, DragonBreathHttp
 from .dragonbreath_lease import Lease
 from .dragonbreath_session import Session
 from .dragonbreath_stream import EventStream
-from .link import (
-    LINK_CLOSED,
-    LINK_CONNECTED,
-    LINK_CONNECTING,
-    LINK_DISCONNECTED,
-    DeviceLink,
-    LinkListener,
-)
+from .link import LINK_CLOSED, LINK_CONNECTED, LINK_CONNECTING, LINK_DISCONNECTED, DeviceLink
 from .model import DeviceReport, FrameError
 from .resolve import resolve_host
+
+if TYPE_CHECKING:
+    from .link import LinkListener  # annotations only
 
 #: A session that lasted this long resets the reconnect backoff.
 STABLE_SESSION_S = 2.0
@@ -157,12 +153,7 @@ class DragonBreathLink(DeviceLink):
             session.end()
             self.session = None
             self.lease.drop(None)
-            if self.closing:
-                reason = "closing"
-            self.last_error = None if self.closing else reason
-            logging.info("panda_breath [%s]: disconnected (%s)", self.name, reason)
-            self._set_state(LINK_DISCONNECTED)
-            self.listener.on_link_down(reason)
+            self._session_ended(reason, self.closing)
 
     async def close(self) -> None:
         self.closing = True

@@ -42,8 +42,7 @@ class _Attempt:
     """One request for the event stream: its status line, its type, what it brought."""
 
     def __init__(self, follower: EventStream, session: Session) -> None:
-        self.follower = follower
-        self.session = session
+        self.follower, self.session = follower, session
         self.parser = sse.SseParser()
         self.code: int | None = None
         self.event_stream = False

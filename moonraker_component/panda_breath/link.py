@@ -117,6 +117,14 @@ class DeviceLink(abc.ABC):
         """Ask the device to clear a latched fault; False where faults clear by themselves."""
         return False
 
+    def _session_ended(self, reason: str, closing: bool) -> None:
+        """A session is over: say why (unless we closed it) and tell the listener."""
+        reason = "closing" if closing else reason
+        self.last_error = None if closing else reason
+        logging.info("panda_breath [%s]: disconnected (%s)", self.name, reason)
+        self._set_state(LINK_DISCONNECTED)
+        self.listener.on_link_down(reason)
+
     def abandon(self, reason: str) -> None:
         """The task running ``run()`` died: forget the session so ``run()`` can start over."""
         was_up = self.state == LINK_CONNECTED

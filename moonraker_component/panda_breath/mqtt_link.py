@@ -26,19 +26,15 @@ import functools
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .link import (
-    LINK_CLOSED,
-    LINK_CONNECTED,
-    LINK_CONNECTING,
-    LINK_DISCONNECTED,
-    DeviceLink,
-    LinkListener,
-)
+from .link import LINK_CLOSED, LINK_CONNECTED, LINK_CONNECTING, LINK_DISCONNECTED, DeviceLink
 from .model import MODE_ON, DeviceReport, FrameError
 from .mqtt_common import MqttProtocol, Publish
 from .typing_compat import Protocol
+
+if TYPE_CHECKING:
+    from .link import LinkListener  # annotations only
 
 #: Commands and heartbeats are sent at least once (the broker acknowledges
 #: them, so ``flush`` at shutdown means "the broker has the OFF").
@@ -125,9 +121,7 @@ class MqttDeviceLink(DeviceLink):
         availability_implied_by_state: bool = False,
     ) -> None:
         super().__init__(listener, name)
-        self.mqtt = mqtt
-        self.protocol = protocol
-        self.silence_timeout = silence_timeout
+        self.mqtt, self.protocol, self.silence_timeout = mqtt, protocol, silence_timeout
         self.heartbeat_interval = heartbeat_interval
         #: Stock v1.0.4: a state message means "online" until the availability
         #: topic says otherwise.  ESPHome always sends its birth message.
@@ -135,9 +129,7 @@ class MqttDeviceLink(DeviceLink):
         self.broker_connected = False
         self.device_available: bool | None = None
         self.silent = False
-        self.frames_ignored = 0
-        self.heartbeats_sent = 0
-        self.publish_errors = 0
+        self.frames_ignored = self.heartbeats_sent = self.publish_errors = 0
         self._handles: list[Any] = []
         self._closing = False
         self._wake = asyncio.Event()

@@ -18,22 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tornado import websocket as tornado_ws
 
 from . import stock_ws
 from .backoff import Backoff
-from .link import (
-    LINK_CLOSED,
-    LINK_CONNECTED,
-    LINK_CONNECTING,
-    LINK_DISCONNECTED,
-    DeviceLink,
-    LinkListener,
-)
+from .link import LINK_CLOSED, LINK_CONNECTED, LINK_CONNECTING, LINK_DISCONNECTED, DeviceLink
 from .model import MODE_DRYING, MODE_ON, DeviceReport, FrameError, device_degrees
 from .resolve import resolve_host
+
+if TYPE_CHECKING:
+    from .link import LinkListener  # annotations only
 
 # Our own frames are tiny; the device's snapshot is a few KiB.  Anything larger
 # is dropped by the decoder, and only absurd sizes end the connection.
@@ -58,11 +54,8 @@ class StockWebSocketLink(DeviceLink):
         reassert_interval: float = REASSERT_INTERVAL_S,
     ) -> None:
         super().__init__(listener, name)
-        self.host = host
-        self.port = port
-        self.connect_timeout = connect_timeout
-        self.silence_timeout = silence_timeout
-        self.backoff = backoff
+        self.host, self.port, self.connect_timeout = host, port, connect_timeout
+        self.silence_timeout, self.backoff = silence_timeout, backoff
         self.address: str | None = None
         self.version = stock_ws.DEFAULT_VERSION
         self.version_known = False
@@ -147,12 +140,7 @@ class StockWebSocketLink(DeviceLink):
             self._ws = None
             self._forget_writes()
             ws.close(1000 if self._closing else 1001)
-            if self._closing:
-                reason = "closing"
-            self.last_error = None if self._closing else reason
-            logging.info("panda_breath [%s]: disconnected (%s)", self.name, reason)
-            self._set_state(LINK_DISCONNECTED)
-            self.listener.on_link_down(reason)
+            self._session_ended(reason, self._closing)
         return abrupt
 
     def _handle_message(self, message: str | bytes) -> None:

@@ -150,10 +150,7 @@ class HttpServer:
         admission: Callable[[], bool] = lambda: True,
         max_body: int = 1536,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.handler = handler
-        self.admission = admission
+        self.host, self.port, self.handler, self.admission = host, port, handler, admission
         self.max_body = max_body
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()

@@ -53,13 +53,9 @@ class MqttLink:
         on_message: Callable[[str, bytes, bool], None],
         keepalive: int = 15,
     ) -> None:
-        self.broker = broker
-        self.client_id = client_id
-        self.will_topic = will_topic
-        self.subscriptions = subscriptions
-        self.on_connected = on_connected
-        self.on_message = on_message
-        self.keepalive = keepalive
+        self.broker, self.client_id, self.will_topic = broker, client_id, will_topic
+        self.subscriptions, self.on_connected = subscriptions, on_connected
+        self.on_message, self.keepalive = on_message, keepalive
         self.loop: asyncio.AbstractEventLoop | None = None
         self.connected = False
         self.connects = 0

@@ -138,10 +138,7 @@ class StockMqttClient:
         self, protocol: StockMqttProtocol, broker: Broker, journal: Journal,
         interval: float, is_up: Callable[[], bool], on_changed: Callable[[list[str]], None],
     ) -> None:
-        self.protocol = protocol
-        self.journal = journal
-        self.interval = interval
-        self.is_up = is_up
+        self.protocol, self.journal, self.interval, self.is_up = protocol, journal, interval, is_up
         self.on_changed = on_changed
         self.session = MqttLink(
             broker, f"panda_breath_{protocol.device_id}", protocol.availability_topic,

@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -68,6 +68,46 @@ def terminate(proc: subprocess.Popen[bytes] | None, timeout: float = 5.0) -> int
         except subprocess.TimeoutExpired:
             proc.kill()
     return proc.wait(5)
+
+
+def text_of(path: Path) -> str:
+    """A log's text so far, or "" before the part has written one."""
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+class Service:
+    """A real part run as one child process in ``workdir``: subclasses start it and
+    return ``self``; stopping, restarting and ``with`` blocks are shared."""
+
+    proc: subprocess.Popen[bytes] | None = None
+
+    def __init__(self, workdir: str | os.PathLike[str], port: int | None, name: str) -> None:
+        self.workdir, self.port, self.name = Path(workdir), port or free_port(), name
+
+    def start(self, timeout: float) -> Any:
+        raise NotImplementedError
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM and wait; SIGKILL if it does not exit in ``timeout``."""
+        proc, self.proc = self.proc, None
+        terminate(proc, timeout)
+
+    def restart(self, timeout: float = 10.0) -> Any:
+        self.stop()
+        return self.start(timeout)
+
+    def __enter__(self) -> Any:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class ProcessError(RuntimeError):

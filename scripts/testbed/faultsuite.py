@@ -382,10 +382,7 @@ class Harness:
         self, workdir: Path, firmware: str, hosts: HostsFile | None = None,
         progress: Callable[[str], None] = lambda _: None, time_scale: float = 30.0,
     ) -> None:
-        self.workdir = workdir
-        self.firmware = firmware
-        self.hosts = hosts
-        self.progress = progress
+        self.workdir, self.firmware, self.hosts, self.progress = workdir, firmware, hosts, progress
         self.time_scale = time_scale
         self.stack: Stack | None = None
         self.host_name: str | None = None  # None: the simulator's IP address

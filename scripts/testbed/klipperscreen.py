@@ -24,7 +24,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from . import ROOT, ProcessError, stop_process_group
+from . import ROOT, ProcessError, stop_process_group, text_of
 
 VENV = ROOT / ".venvs" / "klipperscreen"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -156,9 +156,7 @@ class KlipperScreen:
                  width: int = 1024, height: int = 600) -> None:
         self.source = Path(source)
         self.workdir = Path(workdir)
-        self.moonraker_port = moonraker_port
-        self.printer_name = printer_name
-        self.python = python
+        self.moonraker_port, self.printer_name, self.python = moonraker_port, printer_name, python
         self.xvfb = Xvfb(self.workdir, width, height)
         self.tree = self.workdir / "KlipperScreen"
         self.config_path = self.workdir / "KlipperScreen.conf"
@@ -192,10 +190,7 @@ class KlipperScreen:
         return self
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        return text_of(self.log_path)
 
     def wait_log(self, pattern: str, timeout: float) -> re.Match[str]:
         """Wait for a line of KlipperScreen's log matching ``pattern``; return the match."""

@@ -38,7 +38,7 @@ from typing import Any
 
 from make_klipper_dict import write_dictionary
 
-from testbed import ProcessError, klippy_command, terminate
+from testbed import ProcessError, klippy_command, terminate, text_of
 from testbed.klipper_mcu import SimulatedMCU
 
 # Longest AF_UNIX path used as is (the limit is about 107 bytes).
@@ -449,10 +449,7 @@ class Klippy:
         return client
 
     def log_text(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return text_of(self.log_path)
 
     def _log_hint(self) -> str:
         tail = "\n".join(self.log_text().splitlines()[-15:])

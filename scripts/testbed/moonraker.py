@@ -43,8 +43,7 @@ class MoonrakerError(RuntimeError):
 
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
+        self.status, self.message = status, message
 
 
 class Moonraker:

@@ -12,12 +12,12 @@ import subprocess
 import time
 from pathlib import Path
 
-from testbed import ProcessError, free_port, terminate
+from testbed import ProcessError, Service
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
 
-class Mosquitto:
+class Mosquitto(Service):
     """One broker process; ``restart()`` keeps the port (for broker-loss tests)."""
 
     def __init__(
@@ -27,22 +27,14 @@ class Mosquitto:
         binary: str = MOSQUITTO,
         name: str = "mosquitto",
     ) -> None:
-        self.workdir = Path(workdir)
-        self.port = port or free_port()
-        self.host = "127.0.0.1"
-        self.binary = binary
-        self.name = name
+        super().__init__(workdir, port, name)
+        self.host, self.binary = "127.0.0.1", binary
         self.conf_path = self.workdir / f"{name}.conf"
         self.log_path = self.workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def address(self) -> str:
         return f"{self.host}:{self.port}"
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def _write_config(self) -> None:
         lines = [
@@ -98,16 +90,3 @@ class Mosquitto:
                     raise TimeoutError(f"port {self.port} not accepting after {timeout}s") from exc
             time.sleep(0.02)
 
-    def stop(self, timeout: float = 5.0) -> None:
-        proc, self.proc = self.proc, None
-        terminate(proc, timeout)
-
-    def restart(self, timeout: float = 5.0) -> Mosquitto:
-        self.stop()
-        return self.start(timeout)
-
-    def __enter__(self) -> Mosquitto:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -16,13 +16,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
-from testbed import SIMULATOR, ProcessError, free_port, python_executable, terminate
+from testbed import SIMULATOR, ProcessError, Service, python_executable
 
 
-class SimProcess:
+class SimProcess(Service):
     """One simulator process on 127.0.0.1."""
 
     def __init__(
@@ -36,16 +35,11 @@ class SimProcess:
         name: str = "sim",
         host: str = "127.0.0.1",
     ) -> None:
-        self.workdir = Path(workdir)
-        self.port = port or free_port()
-        self.host = host
-        self.firmware = firmware
-        self.time_scale = time_scale
+        super().__init__(workdir, port, name)
+        self.host, self.firmware, self.time_scale = host, firmware, time_scale
         self.mqtt = _broker_address(mqtt)
         self.extra_args = list(extra_args)
-        self.name = name
         self.log_path = self.workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def ws_url(self) -> str:
@@ -58,10 +52,6 @@ class SimProcess:
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc else None
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
 
     def command(self) -> list[str]:
         cmd = [
@@ -109,11 +99,6 @@ class SimProcess:
             time.sleep(0.03)
         raise TimeoutError(f"no answer on {self.base_url}/sim/state within {timeout}s ({last!r})")
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM and wait; SIGKILL if it does not exit in ``timeout``."""
-        proc, self.proc = self.proc, None
-        terminate(proc, timeout)
-
     def kill(self) -> None:
         """SIGKILL (a power cut): sockets close without goodbye."""
         proc = self.proc
@@ -123,16 +108,6 @@ class SimProcess:
             proc.kill()
         proc.wait(5)
         self.proc = None
-
-    def restart(self, timeout: float = 10.0) -> SimProcess:
-        self.stop()
-        return self.start(timeout)
-
-    def __enter__(self) -> SimProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- HTTP endpoints -----------------------------------------------------------------------
     def state(self, timeout: float = 2.0) -> dict[str, Any]:
