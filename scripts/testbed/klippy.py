@@ -354,7 +354,11 @@ class Klippy:
                 cmd, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=output,
                 stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        return self.wait_ready(timeout)
+        try:
+            return self.wait_ready(timeout)
+        except BaseException:
+            self.stop()  # a klippy that never got ready is not left running
+            raise
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop klippy (SIGTERM, then SIGKILL), its clients and, in sim mode, the MCU."""
