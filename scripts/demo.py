@@ -77,6 +77,9 @@ def main(argv: list[str]) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     stack: Stack | None = None
+    # Ctrl-C stops the demo whatever it inherited: a background job of a
+    # non-interactive shell starts with SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
     try:

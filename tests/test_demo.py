@@ -47,6 +47,8 @@ class Demo:
              "--firmware", firmware, "--workdir", str(workdir)],
             stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # As a background job of a script starts it: Ctrl-C must still stop it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
         )  # fmt: skip
         # The client only: the demo's own Moonraker answers on this port.
         self.moonraker = Moonraker(workdir / "client", "", port=self.port)
