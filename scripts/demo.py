@@ -1,8 +1,9 @@
 """Try the product on one machine: simulator + klippy + Moonraker, all real, on loopback.
 
 Run through ``scripts/demo`` (which prepares the environments first).  Prints
-the Moonraker URL and one live line per second until Ctrl-C, then stops every
-process it started.
+the Moonraker URL and one live line per second until Ctrl-C, SIGTERM or SIGHUP,
+then stops every process it started; they die with it even if it is killed
+(testbed.processes).
 """
 
 from __future__ import annotations
@@ -27,6 +28,28 @@ CORS = (
 )
 
 
+#: --setup NAME: the printer.cfg section that carries the chamber, and the testbed's
+#: name for that setup.
+SETUPS = {"heater_panda_breath": "default", "heater_generic": "klipperscreen"}
+#: The names the demo used before (kept so that old commands still run).
+OLD_SETUP_NAMES = {"default": "heater_panda_breath", "klipperscreen": "heater_generic"}
+#: An orderly stop on each; whatever disposition was inherited (a background job of a
+#: non-interactive shell starts with SIGINT ignored, nohup ignores SIGHUP).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Stop(BaseException):
+    """A stop signal arrived (not an Exception: nothing that waits on a part swallows it)."""
+
+
+def _stop(signum: int, _frame: object) -> None:
+    raise Stop(signal.Signals(signum).name)
+
+
+def _setup_name(name: str) -> str:
+    return OLD_SETUP_NAMES.get(name, name)
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
     parser.add_argument("--moonraker-port", type=int, default=7125)
@@ -40,10 +63,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="simulated chamber clock speed-up (default 30: 22 to 45 °C in about a minute)",
     )
     parser.add_argument(
-        "--setup", choices=("klipperscreen", "default"), default="klipperscreen",
-        help="klipperscreen (the demo's default): [heater_generic chamber], listed by "
-             "KlipperScreen, Mainsail and Fluidd; default: [heater_panda_breath chamber] "
-             "(Mainsail, Fluidd)",
+        "--setup", type=_setup_name, choices=SETUPS, default="heater_panda_breath",
+        help="the printer.cfg sections that carry the chamber: heater_panda_breath (default, "
+             "as recommended: [heater_panda_breath chamber], listed by Mainsail and Fluidd) or "
+             "heater_generic (examples/panda_breath_klipperscreen.cfg: [heater_generic chamber], "
+             "also listed by KlipperScreen and HelixScreen)",
     )
     parser.add_argument(
         "--workdir", type=Path, default=ROOT / "run" / "demo",
@@ -77,11 +101,9 @@ def main(argv: list[str]) -> int:
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     stack: Stack | None = None
-    # Ctrl-C stops the demo whatever it inherited: a background job of a
-    # non-interactive shell starts with SIGINT ignored.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    signal.signal(signal.SIGHUP, lambda *_: sys.exit(0))
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _stop)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
         # A printer's layout (printer_data/config with printer.cfg, the usual
         # PAUSE/RESUME/CANCEL_PRINT macros and examples/panda_breath_macros.cfg
@@ -89,10 +111,10 @@ def main(argv: list[str]) -> int:
         stack = start_stack(
             workdir, args.firmware, time_scale=args.time_scale, sim_port=args.sim_port or None,
             moonraker_port=args.moonraker_port, cors_domains=CORS, printer_data=True,
-            heater_setup=args.setup,
-            # Klipper's own heater (the KlipperScreen setup) needs a clock:
-            # the stand-in MCU gives it one.
-            klippy_mcu="sim" if args.setup == "klipperscreen" else "file",
+            heater_setup=SETUPS[args.setup],
+            # Klipper's own heater ([heater_generic]) needs a clock: the
+            # stand-in MCU gives it one.
+            klippy_mcu="sim" if args.setup == "heater_generic" else "file",
         )
         moonraker, sim = stack.moonraker, stack.sim
         url = moonraker.url
@@ -115,17 +137,18 @@ Mainsail: open https://my.mainsail.xyz and add the printer {url}
 Fluidd:   open http://app.fluidd.xyz and add the printer {url}
 (or serve either UI yourself at http://localhost:PORT or http://127.0.0.1:PORT)
 
-Ctrl-C stops everything.
+Ctrl-C (or SIGTERM, SIGHUP) stops everything.
 """, flush=True)
         while True:
             print(live_line(stack), flush=True)
             time.sleep(1.0)
-    except KeyboardInterrupt:
-        print("\nstopping...", flush=True)
+    except Stop as stop:
+        print(f"\n{stop}: stopping...", flush=True)
         return 0
     finally:
-        # A second Ctrl-C must not cut the orderly stop short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # A second signal must not cut the orderly stop short.
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
         if stack is not None:
             stack.stop()
 

@@ -1,4 +1,5 @@
-"""scripts/demo opens in Mainsail, Fluidd and KlipperScreen with no warnings.
+"""scripts/demo opens in Mainsail, Fluidd and KlipperScreen with no warnings, and
+stops everything it started, however it is stopped.
 
 The demo is started as a newcomer starts it (``scripts/demo.py``, which
 ``scripts/demo`` runs after bootstrap) and asked what the three UIs ask on
@@ -6,7 +7,9 @@ connect: Moonraker's ``/server/info`` (warnings, failed components, missing
 Klipper requirements: Mainsail's bell, Fluidd's "Moonraker warnings",
 KlipperScreen's popup), Klipper's configfile (its warnings, and the sections
 Mainsail's "Missing configuration" and Fluidd's checks look for), and CORS
-for a UI served on this machine.
+for a UI served on this machine. It is stopped as a person stops it (Ctrl-C,
+a hung-up terminal), as a service manager does (SIGTERM), and killed (SIGKILL):
+each time no part of it may be left running.
 """
 
 from __future__ import annotations
@@ -24,6 +27,16 @@ from pathlib import Path
 import pytest
 from testbed import ROOT, free_port, python_executable, wait_until
 from testbed.moonraker import Moonraker
+from testbed.processes import RUN_TAG, kill_tagged, spawn, tagged_processes
+
+#: How the demo is stopped: the signals it must answer with an orderly stop.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _ignore_stop_signals() -> None:
+    """As a background job of a script, or nohup, starts it: it must stop all the same."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 DEMO = ROOT / "scripts" / "demo.py"
 #: Mainsail 2.18 (printer/checkNecessaryConfig, compared lower-case) plus
@@ -37,18 +50,19 @@ FLUIDD_NEEDS = ("virtual_sdcard", "pause_resume", "display_status", "gcode_macro
 
 
 class Demo:
-    def __init__(self, workdir: Path, firmware: str) -> None:
+    def __init__(self, workdir: Path, firmware: str, *options: str) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.output = workdir.parent / f"demo-{firmware}.out"
         self.out = open(self.output, "w")
-        self.proc = subprocess.Popen(
+        # Its own tag under this run's: what it starts is found and counted apart.
+        self.tag = f"{os.environ[RUN_TAG]}.{workdir.parent.name}"
+        self.proc = spawn(
             [python_executable(), str(DEMO), "--moonraker-port", str(self.port),
-             "--firmware", firmware, "--workdir", str(workdir)],
-            stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            # As a background job of a script starts it: Ctrl-C must still stop it.
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+             "--firmware", firmware, "--workdir", str(workdir), *options],
+            stdout=self.out, stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", RUN_TAG: self.tag},
+            preexec=_ignore_stop_signals,
         )  # fmt: skip
         # The client only: the demo's own Moonraker answers on this port.
         self.moonraker = Moonraker(workdir / "client", "", port=self.port)
@@ -56,37 +70,51 @@ class Demo:
     def text(self) -> str:
         return self.output.read_text()
 
+    def parts(self) -> list[str]:
+        """The command lines of the demo's processes still alive (itself included)."""
+        return [cmdline for _, cmdline in tagged_processes(self.tag)]
+
     def wait_running(self, timeout: float = 60.0) -> None:
         def running() -> bool:
             if self.proc.poll() is not None:
                 raise AssertionError(f"demo exited {self.proc.returncode}:\n{self.text()}")
-            return "Ctrl-C stops everything" in self.text()
+            return "stops everything" in self.text()
 
         wait_until(running, timeout, 0.1, "the demo to print its banner")
 
-    def stop(self) -> int:
+    def stop(self, sig: signal.Signals = signal.SIGINT) -> int:
+        """Stop it with ``sig``; return its exit code once no part of it is left."""
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            self.proc.send_signal(sig)
         try:
-            return self.proc.wait(30)
+            code = self.proc.wait(30)
+            wait_until(lambda: self.parts() == [], 10.0, 0.1, "the demo's parts to exit")
+            return code
         finally:
+            left = self.parts()
+            kill_tagged(self.tag)
             if self.proc.poll() is None:
                 self.proc.kill()
             self.out.close()
+            assert left == [], f"the demo left these running after {sig.name}: {left}"
 
 
-@pytest.fixture(scope="module", params=["v1.0.3", "esphome"])
+@pytest.fixture(scope="module", params=[("v1.0.3", signal.SIGINT), ("esphome", signal.SIGTERM)],
+                ids=["v1.0.3-ctrl-c", "esphome-sigterm"])
 def demo(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Demo]:
-    """One demo per firmware (a WebSocket one and an MQTT one), shared by the tests."""
-    running = Demo(tmp_path_factory.mktemp(f"demo-{request.param}") / "demo", request.param)
+    """One demo per firmware (a WebSocket one and an MQTT one), shared by the tests; one
+    stopped as a person does (Ctrl-C), the other as a service manager does (SIGTERM)."""
+    firmware, stop_with = request.param
+    running = Demo(tmp_path_factory.mktemp(f"demo-{firmware}") / "demo", firmware)
     try:
         running.wait_running()
         yield running
     finally:
-        code = running.stop()
+        code = running.stop(stop_with)
     assert code == 0, running.text()
+    assert f"{stop_with.name}: stopping..." in running.text()
 
 
 def origin_allowed(url: str, origin: str) -> str | None:
@@ -113,9 +141,9 @@ def test_the_demo_opens_with_no_warnings_in_any_ui(demo: Demo) -> None:
     moonraker.gcode("PAUSE")
     moonraker.gcode("RESUME")
     moonraker.gcode("CANCEL_PRINT")
-    # The demo's default is the KlipperScreen setup: [heater_generic chamber].
-    heater = moonraker.query({"heater_generic chamber": ["target"]})
-    assert heater["heater_generic chamber"]["target"] == 0
+    # The demo's default is the recommended setup: [heater_panda_breath chamber].
+    heater = moonraker.query({"heater_panda_breath chamber": ["target"]})
+    assert heater["heater_panda_breath chamber"]["target"] == 0
     # Still none a few seconds on (the component has had its first exchanges).
     time.sleep(2)
     assert moonraker.get("/server/info?raw=true")["warnings"] == []
@@ -145,3 +173,27 @@ def test_a_ui_served_on_localhost_may_talk_to_the_demo(demo: Demo) -> None:
                    "https://my.mainsail.xyz", "http://app.fluidd.xyz"):
         assert origin_allowed(url, origin) == origin, origin
     assert origin_allowed(url, "http://example.com") is None
+
+
+def test_the_heater_generic_setup_and_a_hangup(tmp_path: Path) -> None:
+    """--setup heater_generic (old name: klipperscreen) runs [heater_generic chamber];
+    a hung-up terminal (SIGHUP) stops the demo in order."""
+    running = Demo(tmp_path / "demo", "v1.0.3", "--setup", "klipperscreen")
+    try:
+        running.wait_running()
+        heater = running.moonraker.query({"heater_generic chamber": ["target"]})
+        assert heater["heater_generic chamber"]["target"] == 0
+    finally:
+        code = running.stop(signal.SIGHUP)
+    assert code == 0, running.text()
+
+
+def test_a_killed_demo_leaves_nothing_running(tmp_path: Path) -> None:
+    running = Demo(tmp_path / "demo", "stock_mqtt")
+    try:
+        running.wait_running()
+        names = " ".join(running.parts())
+        for part in ("moonraker", "klippy", "mosquitto", "panda_breath_sim"):
+            assert part in names, f"{part} not among the demo's processes: {names}"
+    finally:
+        running.stop(signal.SIGKILL)

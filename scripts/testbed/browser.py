@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from . import ProcessError, stop_process_group
+from .processes import spawn
 
 #: Flags Chromium needs on these machines: no sandbox
 #: (root), no GPU, no connections to Google's services (refused here).
@@ -247,12 +248,11 @@ class Chromium:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.profile = Path(tempfile.mkdtemp(prefix="chromium-profile-", dir=self.workdir))
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = spawn(
                 [self.executable, *CHROMIUM_FLAGS, f"--user-data-dir={self.profile}",
                  f"--window-size={self.width},{self.height}", "--remote-debugging-port=0",
                  "--remote-debugging-address=127.0.0.1", "about:blank"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
             )
         port_file = self.profile / "DevToolsActivePort"
         deadline = time.monotonic() + timeout

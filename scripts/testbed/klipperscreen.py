@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from . import ROOT, ProcessError, stop_process_group, text_of
+from .processes import spawn
 
 VENV = ROOT / ".venvs" / "klipperscreen"
 SYSTEM_PYTHON = Path("/usr/bin/python3")
@@ -86,10 +87,10 @@ class Xvfb:
         self.workdir.mkdir(parents=True, exist_ok=True)
         read_fd, write_fd = os.pipe()
         with open(self.workdir / "xvfb.log", "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = spawn(
                 [exe, "-displayfd", str(write_fd), "-screen", "0", self.size, "-nolisten", "tcp"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                pass_fds=(write_fd,), start_new_session=True,
+                pass_fds=(write_fd,),
             )
         os.close(write_fd)
         # Xvfb writes "N\n" once it listens; the pipe stays open while it runs (a write
@@ -179,11 +180,11 @@ class KlipperScreen:
         )
         self.xvfb.start()
         with open(self.output_path, "ab") as out:
-            self.proc = subprocess.Popen(
+            self.proc = spawn(
                 [str(python), str(self.tree / "screen.py"), "-c", str(self.config_path),
                  "-l", str(self.log_path)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=str(self.tree), start_new_session=True,
+                cwd=str(self.tree),
                 env={**os.environ, "DISPLAY": self.xvfb.display, "LANG": "C.UTF-8",
                      "NO_AT_BRIDGE": "1"},
             )

@@ -40,6 +40,7 @@ from make_klipper_dict import write_dictionary
 
 from testbed import ProcessError, klippy_command, terminate, text_of
 from testbed.klipper_mcu import SimulatedMCU
+from testbed.processes import spawn
 
 # Longest AF_UNIX path used as is (the limit is about 107 bytes).
 _MAX_SOCKET_PATH = 100
@@ -350,9 +351,9 @@ class Klippy:
             cmd += ["-o", os.devnull, "-d", str(self.dict_path)]
         self.config_path.write_text(with_mcu_serial(self.printer_cfg, serial))
         with open(self.output_path, "ab") as output:
-            self._proc = subprocess.Popen(
+            self._proc = spawn(
                 cmd, cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=output,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                stderr=subprocess.STDOUT,
             )  # fmt: skip
         try:
             return self.wait_ready(timeout)

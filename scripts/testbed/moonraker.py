@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import MOONRAKER_PYTHON, ProcessError, free_port, terminate, wait_until
+from .processes import spawn
 
 BASE_CONFIG = """\
 [server]
@@ -102,7 +103,7 @@ class Moonraker:
         self.write_config()
         self.workdir.mkdir(parents=True, exist_ok=True)
         out = open(self.stdout_path, "ab")
-        self.proc = subprocess.Popen(
+        self.proc = spawn(
             [
                 str(self.python), "-m", "moonraker",
                 "-d", str(self.data_path),
@@ -113,9 +114,6 @@ class Moonraker:
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
-            # A terminal's Ctrl-C reaches only our caller, which stops the
-            # parts in order (Moonraker first, so the device goes off).
-            start_new_session=True,
         )
         out.close()
         try:

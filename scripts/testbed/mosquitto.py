@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from testbed import ProcessError, Service
+from testbed.processes import spawn
 
 MOSQUITTO = "/usr/sbin/mosquitto"
 
@@ -63,10 +64,9 @@ class Mosquitto(Service):
         self._write_config()
         stderr_path = self.workdir / f"{self.name}.stderr"
         with open(stderr_path, "ab") as err:
-            self.proc = subprocess.Popen(
+            self.proc = spawn(
                 [self.binary, "-c", str(self.conf_path)],
                 stdout=err, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True,
             )
         try:
             self._wait_accepting(timeout)

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from testbed import SIMULATOR, ProcessError, Service, python_executable
+from testbed.processes import spawn
 
 
 class SimProcess(Service):
@@ -71,9 +72,9 @@ class SimProcess(Service):
             raise ProcessError(f"{self.name} already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
+            self.proc = spawn(
                 self.command(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                cwd=str(self.workdir), start_new_session=True,
+                cwd=str(self.workdir),
             )
         try:
             self._wait_ready(timeout)
