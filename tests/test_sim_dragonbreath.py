@@ -434,6 +434,7 @@ async def test_reboot_drops_streams_and_refuses_while_down(make_sim):
     assert state["boot_id"] != boot and state["state_revision"] == 1 and state["mode"] == "off"
 
 
+@pytest.mark.parts
 def test_cli_serves_dragonbreath(tmp_path):
     sim = SimProcess(tmp_path, firmware="dragonbreath",
                      extra_args=["--db-token", TOKEN, "--db-comms-ms", "20000"])
