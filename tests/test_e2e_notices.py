@@ -11,6 +11,7 @@ import time
 from typing import Any
 
 from testbed import wait_until
+from testbed.moonraker import MoonrakerError
 from testbed.stack import Stack
 
 OFFLINE = "panda_breath_panda_breath_offline"
@@ -154,3 +155,23 @@ def test_drying_switched_on_the_moment_the_status_says_connected_succeeds(make_s
         stack.moonraker.power(device, "off")
         stack.wait_sim(lambda s: s["work_on"] is False, 5.0, what="the device off")
     assert outcomes == ["ok"] * 20, outcomes
+
+
+def test_every_refusal_names_its_reason(make_stack) -> None:
+    stack: Stack = make_stack()
+    stack.wait_device(lambda d: d["link"] == "connected", 5.0)
+    try:
+        stack.moonraker.post("/server/panda_breath/clear_fault")
+        raise AssertionError("a stock device has no fault to clear")
+    except MoonrakerError as err:
+        assert err.status == 409 and "this firmware clears its faults by itself" in str(err)
+    stack.sim.control("refuse", seconds=30)
+    stack.sim.control("drop")
+    stack.wait_device(lambda d: d["link"] != "connected", 3.0, what="the device down")
+    try:
+        stack.moonraker.power("Panda Breath drying", "on")
+        raise AssertionError("drying started on an unreachable device")
+    except MoonrakerError as err:
+        # Since when and why, not a bare "not reachable".
+        assert err.status == 409, err
+        assert "the device is not reachable since " in str(err) and "(" in str(err), err
