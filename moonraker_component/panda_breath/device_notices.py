@@ -109,7 +109,7 @@ class DeviceNotices:
         began, reason, flapping = self._outage
         target = self.controller.target
         if flapping:
-            text = ("keeps dropping off its link (out of reach at %s, again since); this stays "
+            text = ("keeps dropping off its link (first out of reach at %s); this notice stays "
                     "until it has been reachable for %.0f s" % (
                         clock(began), self.cfg.offline_warning_delay))
         else:
