@@ -78,8 +78,8 @@ def test_a_flapping_device_is_one_entry_and_none_once_it_is_steady(make_stack) -
     again = shown.index("1", back)
     assert set(shown[again:]) == {"1"}, shown
     assert len(ids) == 2, ids  # the first outage, then the bout of drops
-    # Steady for offline_warning_delay: gone.
-    wait_until(lambda: not ours(stack), 8.0, 0.1, what="no entry once the device is steady")
+    # Steady for 30 s (FLAP_QUIET_S, above offline_warning_delay): gone.
+    wait_until(lambda: not ours(stack), 34.0, 0.2, what="no entry once the device is steady")
     lines = console(stack)
     starts = [line for line in lines if line.startswith("!! ") and "out of reach" in line]
     ends = [line for line in lines if "reachable again" in line]

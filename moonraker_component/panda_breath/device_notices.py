@@ -4,8 +4,10 @@
   ``offline_warning_delay``; it ends as soon as the device is back.  A device
   that drops again within ``FLAP_WINDOW_S`` of such a notice ending flaps:
   the notice comes back at once and stays until the device has stayed
-  reachable for ``offline_warning_delay``, so a bout of drops is one entry
-  and two console lines, never one per drop.
+  reachable for ``flap_quiet`` (``offline_warning_delay``, at least
+  ``FLAP_QUIET_S``), so a bout of drops is one entry, and a device dropping
+  however often starts at most three outage notices a minute, never one per
+  drop.
 - **Fault**: while the device reports one; a latched one (DragonBreath) says
   how to clear it.
 - **Link task failed**: a bug of ours stopped the link and it was restarted;
@@ -32,6 +34,8 @@ from .power_devices import device_name
 
 #: A drop this soon after an outage notice ended is a flapping device.
 FLAP_WINDOW_S = 60.0
+#: A flapping device's notice ends after at least this long reachable.
+FLAP_QUIET_S = 30.0
 #: A restarted link connected this long counts as running again.
 LINK_RECOVERED_S = 10.0
 
@@ -70,6 +74,11 @@ class DeviceNotices:
         self._check_fault()
         self._check_link_task(now)
 
+    @property
+    def flap_quiet(self) -> float:
+        """How long a flapping device must stay reachable for its notice to end."""
+        return max(self.cfg.offline_warning_delay, FLAP_QUIET_S)
+
     def link_failed(self, failure: str) -> None:
         """The supervisor restarted the link after ``failure``."""
         self._failures += 1
@@ -95,8 +104,8 @@ class DeviceNotices:
         elif self._outage is not None:
             began, _reason, flapping = self._outage
             up_for = None if self._up_at is None else now - self._up_at
-            if up_for is not None and flapping and up_for < self.cfg.offline_warning_delay:
-                self._recheck(self.cfg.offline_warning_delay - up_for)
+            if up_for is not None and flapping and up_for < self.flap_quiet:
+                self._recheck(self.flap_quiet - up_for)
             elif up_for is not None:
                 self._outage, self._outage_ended = None, now
                 self.notices.end(key, "%s: Panda Breath reachable again (out of reach since %s)"
@@ -111,7 +120,7 @@ class DeviceNotices:
         if flapping:
             text = ("keeps dropping off its link (first out of reach at %s); this notice stays "
                     "until it has been reachable for %.0f s" % (
-                        clock(began), self.cfg.offline_warning_delay))
+                        clock(began), self.flap_quiet))
         else:
             text = "has been out of reach since %s (%s)" % (clock(began), reason)
         text = "[%s]: the Panda Breath %s. Klipper's chamber reading is the last one received, " \
