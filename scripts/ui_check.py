@@ -12,6 +12,11 @@ runs KlipperScreen on a virtual X screen, then:
   switches it on and off in Mainsail's power menu and Fluidd's power list and
   checks that the device starts and stops drying. Without one, the rows say
   "not-available".
+* Live notices (``ui_notices``): with the page open, the device goes out
+  of reach and comes back (with ``--firmware dragonbreath``: latches a
+  fault that is then cleared); the notification bell must list and drop the
+  Panda Breath entry within 2 s, and the console carry the start and end
+  lines.  ``--checks notices`` runs only these.
 * KlipperScreen: reads "# Temperature devices: N" from its log and says whether
   it lists the chamber (it lists only ``heater_generic``/``temperature_*``
   sections: ``--setup klipperscreen`` gives it one).
@@ -43,6 +48,7 @@ from typing import Any
 from testbed import ROOT, free_port, wait_until
 from testbed.browser import Chromium, Page, serve_directory
 from testbed.stack import Stack, start_stack
+from ui_notices import OpenPage, check_notices
 
 FRONTENDS = ROOT.parent / "shared" / "frontends"
 UIS = ("mainsail", "fluidd", "klipperscreen")
@@ -329,7 +335,9 @@ def drying_device(stack: Stack) -> tuple[str | None, str]:
                   f"(it lists: {', '.join(names) or 'none'})")
 
 
-def check_web_ui(ui: WebUI, url: str, browser: Chromium, stack: Stack, report: Report) -> None:
+def check_web_ui(ui: WebUI, url: str, browser: Chromium, stack: Stack, report: Report,
+                 checks: str = "all") -> OpenPage | None:
+    """The page's own checks; the page stays open for the notice checks (None if it failed)."""
     out = report.out
     name = ui.name
     page = browser.open()
@@ -370,23 +378,31 @@ def check_web_ui(ui: WebUI, url: str, browser: Chromium, stack: Stack, report: R
             return PASS, (f"typed '{typed}' + Enter: Klipper target {target:g}, {truth(state)}; "
                           f"UI row '{ui.row_text(page)}'")
 
-        report.run(name, "type target 45 -> device heats at 45", lambda: type_target(45))
-        report.run(name, "type target 0 -> device off", lambda: type_target(0))
-        check_power_device(ui, page, stack, report, shot)
+        if checks == "all":
+            report.run(name, "type target 45 -> device heats at 45", lambda: type_target(45))
+            report.run(name, "type target 0 -> device off", lambda: type_target(0))
+            check_power_device(ui, page, stack, report, shot)
+        if row.status == PASS:
+            return OpenPage(ui, page, shot)
     except Exception as exc:  # noqa: BLE001 - the page itself failed: one failure row
         report.add(name, "page", FAIL, f"{type(exc).__name__}: {exc}")
-    finally:
-        try:
-            path = out / f"{name}-final.png"
-            page.screenshot(path)
-            report.screenshots.append(path)
-        except Exception:  # noqa: BLE001 - best effort
-            pass
-        (out / "logs" / f"{name}-console.txt").write_text("\n".join(page.console) + "\n")
-        try:
-            page.send("Page.close", timeout=5)
-        except Exception:  # noqa: BLE001
-            pass
+    close_page(ui, page, report)
+    return None
+
+
+def close_page(ui: WebUI, page: Page, report: Report) -> None:
+    """The last picture and the browser console's log, then the page closes."""
+    try:
+        path = report.out / f"{ui.name}-final.png"
+        page.screenshot(path)
+        report.screenshots.append(path)
+    except Exception:  # noqa: BLE001 - best effort
+        pass
+    (report.out / "logs" / f"{ui.name}-console.txt").write_text("\n".join(page.console) + "\n")
+    try:
+        page.send("Page.close", timeout=5)
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def check_power_device(ui: WebUI, page: Page, stack: Stack, report: Report,
@@ -562,6 +578,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         help="a KlipperScreen source tree")
     parser.add_argument("--ui", default=",".join(UIS),
                         help="which UIs to check, comma-separated (default: all three)")
+    parser.add_argument("--firmware", choices=("v1.0.3", "dragonbreath"), default="v1.0.3",
+                        help="the simulated device's firmware (dragonbreath: the notice "
+                             "checks use a latched fault)")
+    parser.add_argument("--checks", choices=("all", "notices"), default="all",
+                        help="all checks, or only the live notices (bell and console)")
     parser.add_argument("--keep", action="store_true",
                         help="keep the stack's working folder (printed) after the run")
     args = parser.parse_args(argv)
@@ -575,7 +596,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def stack_options(setup: str) -> tuple[dict[str, Any], str]:
     """Keyword arguments for this testbed's start_stack, only those it accepts."""
     accepted = inspect.signature(start_stack).parameters
-    options: dict[str, Any] = {}
+    # Notices after 5 s (the shortest allowed), a quick reconnect once the device is back.
+    options: dict[str, Any] = {"panda_options": {"offline_warning_delay": 5,
+                                                 "reconnect_max_delay": 1}}
     note = ""
     if "heater_setup" in accepted:
         options["heater_setup"] = setup
@@ -604,7 +627,8 @@ def main(argv: list[str]) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ui_check-"))
     stack: Stack | None = None
     options, note = stack_options(args.setup)
-    print(f"ui_check: setup {args.setup}, UIs {', '.join(args.uis)}, output {out}", flush=True)
+    print(f"ui_check: setup {args.setup}, firmware {args.firmware}, checks {args.checks}, "
+          f"UIs {', '.join(args.uis)}, output {out}", flush=True)
     if note:
         print(f"ui_check: {note}", flush=True)
     try:
@@ -623,15 +647,22 @@ def main(argv: list[str]) -> int:
                 web.append((ui, cleanup.enter_context(serve_directory(folder))))
             origins = tuple(url for _, url in web)
             t0 = time.monotonic()
-            stack = start_stack(workdir / "stack", moonraker_port=port, cors_domains=origins,
-                                **options)
+            stack = start_stack(workdir / "stack", args.firmware, moonraker_port=port,
+                                cors_domains=origins, **options)
             print(f"ui_check: stack up in {time.monotonic() - t0:.1f}s (Moonraker "
                   f"{stack.moonraker.url}, heater object '{stack.heater_object}')", flush=True)
             if web:
                 browser = cleanup.enter_context(Chromium(workdir / "chromium"))
+                pages = []
                 for ui, url in web:
                     print(f"ui_check: {ui.name} at {url}", flush=True)
-                    check_web_ui(ui, url, browser, stack, report)
+                    opened = check_web_ui(ui, url, browser, stack, report, args.checks)
+                    pages += [opened] if opened is not None else []
+                print("ui_check: live notices in " + ", ".join(p.ui.name for p in pages),
+                      flush=True)
+                check_notices(pages, stack, report)
+                for opened in pages:
+                    close_page(opened.ui, opened.page, report)
             if "klipperscreen" in args.uis:
                 print("ui_check: klipperscreen", flush=True)
                 source = args.klipperscreen.resolve()

@@ -8,7 +8,10 @@ drives headless Chromium and KlipperScreen under Xvfb; this test runs it as a
 person would and reads its ``checks.json``. It asserts what works today (the
 chamber's target typed into Mainsail and Fluidd reaches the device; no check
 fails) and prints every row, so the power-device and KlipperScreen rows are on
-record whether they pass or say "not-available".
+record whether they pass or say "not-available".  The live notices (issue 20):
+without a reload, each bell lists the Panda Breath entry within 2 s of an
+outage notice (stock) or a latched fault (DragonBreath), drops it within 2 s
+of the device back or the fault cleared, and the console shows both lines.
 """
 
 from __future__ import annotations
@@ -29,6 +32,10 @@ TARGET_ROWS = {
     "fluidd": ("chamber in the Thermals panel", "type target 45 -> device heats at 45",
                "type target 0 -> device off"),
 }
+OUTAGE_ROWS = ("bell: outage entry within 2 s",
+               "bell: outage entry gone within 2 s of the device back")
+FAULT_ROWS = ("bell: fault entry within 2 s of the latch",
+              "bell: fault entry gone within 2 s of the clear")
 
 
 def run_ui_check(out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
@@ -69,6 +76,9 @@ def test_a_target_typed_in_mainsail_and_fluidd_reaches_the_device(tmp_path: Path
         assert len(power) == 2, power
         # The drying toggle: on starts the device's drying cycle, off stops it.
         assert all(c["status"] == "pass" for c in power), power
+    for ui in ("mainsail", "fluidd"):
+        for name in OUTAGE_ROWS:
+            assert rows[(ui, name)]["status"] == "pass", rows.get((ui, name))
     ks = rows[("klipperscreen", "lists the chamber")]
     assert "chamber listed: " in ks["detail"]
     # One screenshot per step, and they are real PNGs.
@@ -88,4 +98,19 @@ def test_klipperscreen_lists_the_chamber_with_the_klipperscreen_setup(tmp_path: 
     listed = rows[("klipperscreen", "lists the chamber")]
     assert listed["status"] == "pass", listed["detail"]
     assert listed["detail"].startswith("chamber listed: yes")
+    assert done.returncode == 0
+
+
+@pytest.mark.timeout(600)
+def test_a_latched_dragonbreath_fault_shows_in_the_bell_and_console_at_once(
+    tmp_path: Path
+) -> None:
+    done, report = run_ui_check(tmp_path / "out", "--firmware", "dragonbreath", "--checks",
+                                "notices", "--ui", "mainsail,fluidd")
+    rows = statuses(report)
+    for ui in ("mainsail", "fluidd"):
+        for name in FAULT_ROWS:
+            row = rows.get((ui, name))
+            assert row is not None and row["status"] == "pass", (ui, name, row)
+            assert row["seconds"] <= 2.0, row
     assert done.returncode == 0

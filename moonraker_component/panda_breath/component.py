@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING, Any
 from .config import MQTT_FIRMWARES, DeviceConfig, read_device_config
 from .controller import KLIPPER_GRACE_S, DeviceController
 from .device import PandaBreathDevice
+from .device_notices import DeviceNotices
 from .device_warnings import DeviceWarnings
 from .klippy_relay import KlippyRelay
 from .links import make_link, reconnect_backoff
 from .moonraker_components import load_mqtt, load_power
 from .mqtt_link import MqttDeviceLink
+from .notices import Notices
 from .power_devices import add_power_device, create_drying_device, create_filter_device
 from .remote_methods import RemoteMethods
 from .supervisor import LinkSupervisor
@@ -43,6 +45,7 @@ class PandaBreath:
         self.server = config.get_server()
         self.eventloop = self.server.get_event_loop()
         self.relay = KlippyRelay(self.server)
+        self.notices = Notices(self.server)
         self.devices: dict[str, PandaBreathDevice] = {}
         self._notify_handle: asyncio.TimerHandle | None = None
         self._last_notify = 0.0
@@ -104,7 +107,8 @@ class PandaBreath:
         )
         warnings = DeviceWarnings(self.server, cfg, link, controller)
         self.devices[cfg.name] = PandaBreathDevice(
-            cfg, controller, link, supervisor, warnings, section_config)
+            cfg, controller, link, supervisor, warnings, section_config, DeviceNotices(
+                self.notices, cfg, link, controller, lambda: self.relay.objects[cfg.heater]))
         if (link.supports_drying or link.supports_filter) and self.power is None:
             self.power = load_power(self.server, section_config)
 
@@ -143,8 +147,10 @@ class PandaBreath:
             device.task = self.eventloop.create_task(device.supervisor.run())
         await self._add_power_devices()
         self.eventloop.delay_callback(KLIPPER_GRACE_S, self._end_startup_grace)
+        await self.notices.start()  # after removing the last run's entries
         for device in self.devices.values():
             device.warnings.update()
+            device.notices.update()
 
     async def _add_power_devices(self) -> None:
         if self.power is None:
@@ -174,13 +180,14 @@ class PandaBreath:
             "with moonraker.log.",
             warn_id=f"panda_breath_link_{cfg.name}",
         )
+        self.devices[cfg.name].notices.link_failed(failure)
         self._schedule_notify()
 
     async def on_exit(self) -> None:
         """Moonraker is stopping: the device goes off while the socket is still open."""
         self._closing = True
         for device in self.devices.values():
-            device.warnings.closing = True
+            device.warnings.closing = device.notices.closing = True
             device.controller.force_off("Moonraker stopping")
         await asyncio.gather(
             *(d.link.flush(EXIT_FLUSH_S) for d in self.devices.values()), return_exceptions=True
@@ -191,7 +198,7 @@ class PandaBreath:
         if self._notify_handle is not None:
             self._notify_handle.cancel()
         for device in self.devices.values():
-            device.warnings.closing = True
+            device.warnings.closing = device.notices.closing = True
             device.supervisor.stop()
             await device.link.close()
         tasks = [d.task for d in self.devices.values() if d.task is not None]
@@ -246,11 +253,10 @@ class PandaBreath:
         The bridge never clears one on its own: the device latched it for a reason.
         """
         device = self._device_named(web_request)
-        if not device.requests.clear_fault():
-            raise self.server.error(
-                f"[{device.cfg.section}]: nothing to clear (this firmware clears its faults "
-                "by itself, or the device is not reachable)", 409,
-            )
+        await device.requests.first_state()
+        why = device.requests.clear_fault()
+        if why is not None:
+            raise self.server.error(f"[{device.cfg.section}]: fault not cleared: {why}", 409)
         logging.info("panda_breath [%s]: fault clear requested by the user", device.cfg.name)
         return {"name": device.cfg.name, "requested": True}
 
@@ -263,6 +269,7 @@ class PandaBreath:
     def _schedule_notify(self) -> None:
         for device in self.devices.values():
             device.warnings.update()
+            device.notices.update()
             for power_device in (device.drying_device, device.filter_device):
                 if power_device is not None:
                     power_device.sync()

@@ -7,6 +7,7 @@ from typing import Any
 
 from .config import DeviceConfig
 from .controller import DeviceController
+from .device_notices import DeviceNotices
 from .device_warnings import DeviceWarnings
 from .link import DeviceLink
 from .supervisor import LinkSupervisor
@@ -19,9 +20,10 @@ class PandaBreathDevice:
     def __init__(
         self, cfg: DeviceConfig, controller: DeviceController, link: DeviceLink,
         supervisor: LinkSupervisor, warnings: DeviceWarnings, section_config: Any,
+        notices: DeviceNotices,
     ) -> None:
         self.cfg, self.controller, self.link, self.supervisor = cfg, controller, link, supervisor
-        self.warnings = warnings
+        self.warnings, self.notices = warnings, notices
         self.requests = UserRequests(controller)
         self.section_config = section_config
         self.task: asyncio.Task[None] | None = None

@@ -60,8 +60,9 @@ class DryingTracker:
         self._sent_at = 0.0
 
     def start(self, link: DeviceLink | None, target: float, faults: dict[str, str],
-              synced: bool, temperature: int, hours: int) -> str:
-        """Start the device's cycle; DryingError says why it cannot be done now."""
+              not_ready: str | None, temperature: int, hours: int) -> str:
+        """Start the device's cycle; DryingError says why it cannot be done now
+        (``not_ready``: why the device cannot take a request, if it cannot)."""
         if link is None or not link.supports_drying:
             raise DryingError("this firmware has no drying cycle the bridge can start")
         if target > 0:
@@ -70,10 +71,10 @@ class DryingTracker:
             )
         if faults:
             raise DryingError("the device reports %s" % ", ".join(sorted(faults)))
-        if not link.is_up() or not synced:
-            raise DryingError("the device is not reachable")
+        if not_ready is not None:
+            raise DryingError(not_ready)
         if not link.send_drying(temperature, hours):
-            raise DryingError("the device is not reachable")
+            raise DryingError("the device's link closed as the request was sent")
         now = time.monotonic()
         self._sent_at = now
         self.run = DryingRun("Moonraker", temperature, hours, hours * 3600.0, now)

@@ -20,7 +20,7 @@ as off.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from .controller import DeviceController
 from .drying import DryingError
@@ -69,23 +69,28 @@ def create_drying_device(
         else:
             requests.stop_drying()
 
-    return _create(config, name, lambda: controller.drying is not None, switch)
+    return _create(config, name, lambda: controller.drying is not None, switch,
+                   requests.first_state)
 
 
 def create_filter_device(
     config: ConfigHelper, controller: DeviceController, requests: UserRequests, name: str,
 ) -> Any:
     """The filtration of ``controller`` as a power device."""
-    return _create(config, name, lambda: bool(controller.filter_on), requests.set_filter)
+    return _create(config, name, lambda: bool(controller.filter_on), requests.set_filter,
+                   requests.first_state)
 
 
 def _create(
-    config: ConfigHelper, name: str, is_on: Callable[[], bool], switch: Callable[[bool], None]
+    config: ConfigHelper, name: str, is_on: Callable[[], bool], switch: Callable[[bool], None],
+    first_state: Callable[[], Awaitable[None]],
 ) -> Any:
     """A ``PowerDevice`` of Moonraker's ``power`` component showing ``is_on``.
 
     ``switch`` raises DryingError or FilterError when the request cannot be
-    carried out; the UI that sent it gets the message as a 409.  Moonraker's
+    carried out; the UI that sent it gets the message as a 409.  A request
+    made while the device's first state is on its way waits for it
+    (``first_state``; Moonraker awaits a coroutine ``set_power``).  Moonraker's
     class is imported here, at run time inside Moonraker, so the rest of the
     component (and its tests) does not depend on it.
     """
@@ -99,7 +104,8 @@ def _create(
         def refresh_status(self) -> None:
             self.state = "on" if is_on() else "off"
 
-        def set_power(self, state: str) -> None:
+        async def set_power(self, state: str) -> None:
+            await first_state()
             try:
                 switch(state == "on")
             except (DryingError, FilterError) as exc:

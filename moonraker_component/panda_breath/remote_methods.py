@@ -61,14 +61,17 @@ class RemoteMethods:
         the outcome shows in the heater's ``fault`` and in moonraker.log.
         """
         controller = self._controller_for(heater, "fault clear")
-        if controller is None:
-            return
-        if self.devices[controller.name].requests.clear_fault():
+        if controller is not None:
+            self.eventloop.create_task(self._clear_fault(controller))
+
+    async def _clear_fault(self, controller: DeviceController) -> None:
+        requests = self.devices[controller.name].requests
+        await requests.first_state()
+        why = requests.clear_fault()
+        if why is None:
             logging.info("panda_breath [%s]: fault clear requested from Klipper", controller.name)
         else:
-            self.relay.report_error(
-                controller, "fault not cleared: this firmware clears its faults by itself, or "
-                "the device is not reachable")
+            self.relay.report_error(controller, "fault not cleared: " + why)
 
     def _on_start_drying(
         self, heater: Any = None, temperature: Any = None, hours: Any = None, **_extra: Any
@@ -88,6 +91,7 @@ class RemoteMethods:
             # The macro may follow a target change (TURN_OFF_HEATERS) that the
             # KlipperScreen setup forwards only at its next poll: ask first.
             await self.relay.refresh_target(controller)
+            await self.devices[controller.name].requests.first_state()
             self.devices[controller.name].requests.start_drying(*request)
         except DryingError as exc:
             self.relay.report_error(controller, "drying not started: %s" % exc)
@@ -106,10 +110,15 @@ class RemoteMethods:
         if controller is None:
             return
         if isinstance(on, bool) or on in (0, 1):
-            try:
-                self.devices[controller.name].requests.set_filter(bool(on))
-            except FilterError as exc:
-                self.relay.report_error(controller, "filter not switched: %s" % exc)
+            self.eventloop.create_task(self._set_filter(controller, bool(on)))
         else:
             self.relay.report_error(controller, "filter not switched: ON must be 1 or 0, not %r"
                                     % (on,))
+
+    async def _set_filter(self, controller: DeviceController, on: bool) -> None:
+        requests = self.devices[controller.name].requests
+        await requests.first_state()
+        try:
+            requests.set_filter(on)
+        except FilterError as exc:
+            self.relay.report_error(controller, "filter not switched: %s" % exc)
