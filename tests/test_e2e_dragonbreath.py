@@ -92,6 +92,18 @@ def test_the_devices_own_watchdog_switches_it_off_when_moonraker_is_killed(make_
     assert state["fault_latched"] is True
 
 
+def test_heartbeats_reach_the_device_within_a_third_of_the_lease(make_stack) -> None:
+    """lease_timeout 10: the device sees a renewal at least every 3.33 s (+ 0.1 s round trip)."""
+    stack: Stack = make_stack("dragonbreath", panda_options={"lease_timeout": 10})
+    stack.wait_sim(lambda s: s["comms_ms"] == 10000, timeout=5.0, what="lease_timeout applied")
+    stack.set_target(45)
+    stack.wait_sim(heating_at(45), timeout=2.0)
+    state = stack.wait_sim(lambda s: len((s["lease"] or {}).get("renewal_gaps", [])) >= 4,
+                           timeout=16.0, what="four renewals")
+    gaps = state["lease"]["renewal_gaps"]
+    assert max(gaps) <= 10.0 / 3 + 0.1, gaps
+
+
 def test_a_target_the_device_refuses_is_an_error_at_the_gcode(make_stack) -> None:
     stack: Stack = make_stack("dragonbreath")
     wait_until(lambda: stack.moonraker.query({stack.heater_object: None}), 3.0)
