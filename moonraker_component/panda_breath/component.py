@@ -20,7 +20,7 @@ from .controller import KLIPPER_GRACE_S, DeviceController
 from .device import PandaBreathDevice
 from .device_warnings import DeviceWarnings
 from .klippy_relay import KlippyRelay
-from .links import make_link, reconnect_backoff
+from .links import make_link, restart_backoff
 from .moonraker_components import load_mqtt, load_power
 from .mqtt_link import MqttDeviceLink
 from .power_devices import add_power_device, create_drying_device, create_filter_device
@@ -100,7 +100,7 @@ class PandaBreath:
         controller.link = link
         self.relay.attach(controller)
         supervisor = LinkSupervisor(
-            link, reconnect_backoff(cfg), lambda failure: self._on_link_failure(cfg, failure),
+            link, restart_backoff(cfg), lambda failure: self._on_link_failure(cfg, failure),
         )
         warnings = DeviceWarnings(self.server, cfg, link, controller)
         self.devices[cfg.name] = PandaBreathDevice(
