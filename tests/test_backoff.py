@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -43,7 +44,7 @@ def test_an_outage_is_retried_quickly_for_a_minute_then_backs_off_to_the_cap(
     assert quick and all(0.125 <= w <= 0.25 for w in quick)  # back within 0.25 s of answering
     assert later and all(0.125 <= w <= cap for w in later)
     assert later[-1] >= cap / 2  # backed off to the cap: never a storm
-    assert all(b_ >= a / 2 for a, b_ in zip(later, later[1:]))  # growing (with jitter)
+    assert all(b_ >= a / 2 for a, b_ in itertools.pairwise(later))  # growing (with jitter)
 
 
 def test_a_connection_that_worked_starts_a_new_outage() -> None:
