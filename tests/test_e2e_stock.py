@@ -107,14 +107,14 @@ def test_reboot_while_heating_resends_the_target(make_stack) -> None:
 def test_a_restarted_device_is_in_klippers_state_within_half_a_second_of_answering(
     make_stack,
 ) -> None:
-    """Down 3 s, ten times, with the default reconnect_max_delay (5 s).
+    """Down 3 s, ten times, with the default timings (reconnect_max_delay 5 s).
 
     Odd runs heat at 45 for Klipper while the flash says off (the target must
     be resent); even runs have Klipper's target 0 while the flash says heat
     at 50 (the device boots heating and must be switched off).  Timed on the
     device: from its first answer to the write that put it in Klipper's state.
     """
-    stack: Stack = make_stack(panda_options={"reconnect_max_delay": None})
+    stack: Stack = make_stack(panda_options={"reconnect_max_delay": None, "silence_timeout": None})
     resent, switched_off = SyncTimes(), SyncTimes()
     for run in range(10):
         if run % 2 == 0:
