@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from testbed import ROOT, wait_until
 from testbed.moonraker import MoonrakerError
+from testbed.resync import SyncTimes, restart_and_time_sync
 from testbed.stack import Stack
 
 MACROS = f"[include {ROOT / 'examples' / 'panda_breath_macros.cfg'}]\n"
@@ -106,6 +107,23 @@ def test_heartbeats_reach_the_device_within_a_third_of_the_lease(make_stack) -> 
                            timeout=16.0, what="four renewals")
     gaps = state["lease"]["renewal_gaps"]
     assert max(gaps) <= 10.0 / 3 + 0.1, gaps
+
+
+def test_a_restarted_device_heats_for_klipper_within_half_a_second_of_answering(
+    make_stack,
+) -> None:
+    """Down 3 s, five times, default timings: the session outlives the dropped stream
+    and polls, so the poll finds the new boot (it boots off) and Klipper's 45 goes back."""
+    stack: Stack = make_stack("dragonbreath", panda_options={
+        "reconnect_max_delay": None, "silence_timeout": None})
+    stack.set_target(45)
+    times = SyncTimes()
+    for _ in range(5):
+        stack.wait_sim(heating_at(45), timeout=5.0)
+        times.runs.append(restart_and_time_sync(stack.sim, heating_at(45), wipe=1))
+        time.sleep(2.2)
+    worst = times.worst()
+    assert worst is not None and worst <= 0.5, times.describe()
 
 
 def test_a_target_the_device_refuses_is_an_error_at_the_gcode(make_stack) -> None:
