@@ -10,6 +10,13 @@ Run through ``scripts/bench``.  Prints medians and p99 over many samples:
   reports no settings, so the component re-asserts them): frames written per
   hour while heating and while off, new connections, client slots held.
 
+``--restarts N`` measures instead how soon a restarted device is back in
+Klipper's state: N times down 3 s (the component at its default timings),
+the time from the device answering again to in sync
+(``testbed.resync``, both on the simulator's clock), median and worst; for
+the stock firmware both the resend of a target and the OFF of a device that
+booted heating while Klipper's target is 0.
+
 ``--firmware dragonbreath`` measures the DragonBreath path (HTTP API v2 and
 its event stream) instead: Klipper's target -> the ``power_on`` the simulated
 device accepted (its journal's receive time, once its state shows the new
@@ -34,6 +41,7 @@ from typing import Any
 from testbed import wait_until
 from testbed.klippy import KlippyAPIClient
 from testbed.moonraker import Moonraker
+from testbed.resync import SyncTimes, restart_and_time_sync
 from testbed.sim import SimProcess
 from testbed.stack import start_stack
 
@@ -227,6 +235,43 @@ def bench_dragonbreath(samples: int) -> int:
     return 0
 
 
+def bench_restarts(firmware: str, runs: int) -> int:
+    """Device down 3 s, ``runs`` times: from its first answer to Klipper's state at it."""
+    db = firmware == "dragonbreath"
+    heating = ((lambda s: s["mode"] == "power_on" and s["requested_c"] == 45) if db
+               else (lambda s: s["work_on"] is True and s["work_mode"] == 2
+                     and s["set_temp"] == 45))
+    off = (lambda s: s["mode"] == "off") if db else (lambda s: s["work_on"] is False)
+    resent, switched_off = SyncTimes(), SyncTimes()
+    with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
+        stack = start_stack(Path(tmp), firmware, time_scale=1.0,
+                            panda_options={"reconnect_max_delay": None, "silence_timeout": None})
+        try:
+            print("restarting the device...", file=sys.stderr, flush=True)
+            for _ in range(runs):
+                stack.moonraker.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=45")
+                stack.wait_sim(heating, 5.0, "heating at 45")
+                if not db:  # flash says off: the target must be resent
+                    stack.sim.control("button", work_on=0, set_temp=30)
+                resent.runs.append(restart_and_time_sync(stack.sim, heating, wipe=int(db)))
+                time.sleep(2.2)  # a connection that lived 2 s: the next outage is a new one
+                if db:  # DragonBreath boots off: nothing to switch off
+                    continue
+                stack.moonraker.gcode("SET_HEATER_TEMPERATURE HEATER=chamber TARGET=0")
+                stack.wait_sim(off, 5.0, "off")
+                stack.sim.control("button", work_on=1, work_mode=2, set_temp=50)
+                switched_off.runs.append(restart_and_time_sync(stack.sim, off))
+                time.sleep(2.2)
+        finally:
+            stack.stop()
+    print(f"device down 3 s, {firmware}, default timings: device answers -> in sync")
+    print(f"  target resent:              {resent.describe()}")
+    if switched_off.runs:
+        print(f"  booted heating, switched off: {switched_off.describe()}")
+    worst = [t.worst() for t in (resent, switched_off) if t.runs]
+    return 0 if all(w is not None and w <= 0.5 for w in worst) else 1
+
+
 def bench_klipperscreen_setup(samples: int) -> int:
     """Target latency of the opt-in setup: Klipper's heater target is polled (0.25 s)."""
     with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
@@ -258,7 +303,11 @@ def main(argv: list[str]) -> int:
         "--firmware", choices=("v1.0.3", "dragonbreath"), default="v1.0.3",
         help="dragonbreath: only the target latencies, through its HTTP API and event stream",
     )
+    parser.add_argument("--restarts", type=int, default=0, metavar="N",
+                        help="only the restart measure: the device down 3 s, N times")
     args = parser.parse_args(argv)
+    if args.restarts:
+        return bench_restarts(args.firmware, args.restarts)
     if args.firmware == "dragonbreath":
         return bench_dragonbreath(args.samples)
     if args.setup == "klipperscreen":

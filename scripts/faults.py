@@ -63,6 +63,10 @@ reboot-lost-settings
     Heating at T, ``reboot wipe=1 down=0.5`` (flash erased: stock boots off,
     ESPHome boots HEAT at its defaults).  End: heating at T after the boot,
     with a resend.  Bound 5 s.
+    Both reboot rows (and DragonBreath's) also note the time from the device
+    answering again (its boot) to in sync (the host's last write when the end
+    state was seen, both on the simulator's clock; ``testbed.resync``), median
+    and worst over the repetitions; a worst above 0.5 s is a ``MISS``.
 device-change-off, device-change-target
     Heating at T, a change at the device (``button`` work_on=0, or
     set_temp=38).  End: back at T.  Bound: stock WebSocket 30 s (the device

@@ -12,6 +12,14 @@ import pytest
 from panda_breath.config import DeviceConfig, read_device_config
 
 
+class PlainTemplate:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def render(self) -> str:
+        return self.text
+
+
 class Section:
     """Just the ConfigHelper calls the reader makes."""
 
@@ -24,6 +32,12 @@ class Section:
 
     def get(self, option: str, default: Any) -> Any:
         return self.options.get(option, default)
+
+    def gettemplate(self, option: str, default: Any) -> Any:
+        """Moonraker's template of a plain value renders to the value itself."""
+        if option not in self.options:
+            return default
+        return PlainTemplate(self.options[option])
 
     def getint(self, option: str, default: Any) -> Any:
         return self._number(option, default, int)

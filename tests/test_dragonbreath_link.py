@@ -17,8 +17,11 @@ from typing import Any
 
 import pytest
 import sim_fixtures
+from hypothesis import given
+from hypothesis import strategies as st
 from panda_breath.backoff import Backoff
 from panda_breath.controller import DeviceController
+from panda_breath.dragonbreath_lease import BEAT_RETRY_S, next_beat
 from panda_breath.dragonbreath_link import DragonBreathLink
 from panda_breath.dragonbreath_stream import POLLING, STREAM
 from panda_breath.link import LINK_CONNECTED
@@ -204,6 +207,52 @@ async def test_heartbeats_keep_the_lease_for_a_compressed_hour(make_sim, start_l
     assert link.describe()["lease_expires_s"] is not None
 
 
+@pytest.mark.parametrize("answer_delay", [0.0, 0.8])
+async def test_heartbeats_reach_the_device_on_time_even_when_answers_are_slow(
+    make_sim, start_link, answer_delay
+):
+    """Every gap the device sees is at most a third of comms_ms plus a round trip.
+
+    comms_ms 1500 is the 10 s lease compressed 6.7 times (a beat every 0.5 s);
+    an answer slower than the interval must not delay the next beat.
+    """
+    sim = await dragon(make_sim, comms_ms=1500)
+    link = await start_link(sim)
+    sim.control("slow_heartbeat_answers", {"seconds": str(answer_delay)})
+    assert link.send_target(45)
+    await eventually(lambda: heating_under(link, 45)(sim), what="heating")
+    await eventually(lambda: len(sim.state()["lease"]["renewal_gaps"]) >= 8, timeout=8,
+                     what="eight renewals")
+    gaps = sim.state()["lease"]["renewal_gaps"]
+    assert max(gaps) <= 1.5 / 3 + 0.1, gaps
+    assert link.lease.losses == 0 and not sim.state()["fault_latched"]
+
+
+@given(
+    comms_ms=st.sampled_from([10000, 30000, 300000]) | st.integers(10000, 300000),
+    answers=st.lists(st.tuples(st.floats(0.0, 60.0), st.booleans()), min_size=1, max_size=30),
+)
+def test_each_beat_is_timed_from_the_last_send_whatever_the_answers(comms_ms, answers):
+    """The scheduling unit over the whole comms_ms range (compressed time: no clock runs).
+
+    Beats go out when due; each answer comes back after any delay, or fails
+    (a failure of the latest beat asks for a retry).  The next beat is never
+    later than a third of comms_ms (at most 30 s) after the previous send,
+    and a retry only ever brings it sooner.
+    """
+    interval = min(comms_ms / 3000.0, 30.0)
+    sent_at, retry_at = 0.0, None
+    for delay, ok in answers:
+        due = next_beat(sent_at, retry_at, comms_ms)
+        assert due - sent_at <= interval + 1e-9 and interval <= comms_ms / 3000.0
+        regular = next_beat(sent_at, None, comms_ms)
+        answered = sent_at + delay
+        if not ok and answered < regular:  # the latest beat failed: retry soon
+            retry_at = answered + min(BEAT_RETRY_S, interval / 3.0)
+            assert next_beat(sent_at, retry_at, comms_ms) <= regular
+        sent_at, retry_at = next_beat(sent_at, retry_at, comms_ms), None
+
+
 async def test_a_killed_link_leaves_the_device_to_its_own_watchdog(make_sim):
     sim = await dragon(make_sim)
     link = DragonBreathLink(RecordingListener(), "doomed", "127.0.0.1", port=sim.port,
@@ -272,11 +321,11 @@ async def test_a_failed_session_task_starts_a_new_session(make_sim, start_link):
     beat = link.lease._beat
     failed: list[bool] = []
 
-    async def broken_once(lease_id: str) -> None:
+    async def broken_once(lease_id: str, sent_at: float) -> None:
         if not failed:
             failed.append(True)
             raise RuntimeError("a bug")
-        await beat(lease_id)
+        await beat(lease_id, sent_at)
 
     link.lease._beat = broken_once  # type: ignore[method-assign]
     link.send_target(45)

@@ -4,13 +4,18 @@ simulator's DragonBreath personality over HTTP and Server-Sent Events.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
 
 import pytest
 from testbed import ROOT, wait_until
 from testbed.moonraker import MoonrakerError
+from testbed.resync import SyncTimes, restart_and_time_sync
 from testbed.stack import Stack
 
 MACROS = f"[include {ROOT / 'examples' / 'panda_breath_macros.cfg'}]\n"
@@ -90,6 +95,35 @@ def test_the_devices_own_watchdog_switches_it_off_when_moonraker_is_killed(make_
     state = stack.wait_sim(is_off, timeout=15.0, what="off by the device's watchdog")
     assert time.monotonic() - killed <= 10.0 + 1.5
     assert state["fault_latched"] is True
+
+
+def test_heartbeats_reach_the_device_within_a_third_of_the_lease(make_stack) -> None:
+    """lease_timeout 10: the device sees a renewal at least every 3.33 s (+ 0.1 s round trip)."""
+    stack: Stack = make_stack("dragonbreath", panda_options={"lease_timeout": 10})
+    stack.wait_sim(lambda s: s["comms_ms"] == 10000, timeout=5.0, what="lease_timeout applied")
+    stack.set_target(45)
+    stack.wait_sim(heating_at(45), timeout=2.0)
+    state = stack.wait_sim(lambda s: len((s["lease"] or {}).get("renewal_gaps", [])) >= 4,
+                           timeout=16.0, what="four renewals")
+    gaps = state["lease"]["renewal_gaps"]
+    assert max(gaps) <= 10.0 / 3 + 0.1, gaps
+
+
+def test_a_restarted_device_heats_for_klipper_within_half_a_second_of_answering(
+    make_stack,
+) -> None:
+    """Down 3 s, five times, default timings: the session outlives the dropped stream
+    and polls, so the poll finds the new boot (it boots off) and Klipper's 45 goes back."""
+    stack: Stack = make_stack("dragonbreath", panda_options={
+        "reconnect_max_delay": None, "silence_timeout": None})
+    stack.set_target(45)
+    times = SyncTimes()
+    for _ in range(5):
+        stack.wait_sim(heating_at(45), timeout=5.0)
+        times.runs.append(restart_and_time_sync(stack.sim, heating_at(45), wipe=1))
+        time.sleep(2.2)
+    worst = times.worst()
+    assert worst is not None and worst <= 0.5, times.describe()
 
 
 def test_a_target_the_device_refuses_is_an_error_at_the_gcode(make_stack) -> None:
@@ -207,3 +241,70 @@ def test_drying_takes_dragonbreaths_own_ranges(make_stack) -> None:
     wait_until(lambda: any("drying hours must be a whole number from 1 to 12" in line
                            for line in console_lines(stack)), 3.0, what="the console error")
     assert is_off(stack.sim.state())
+
+
+SECRET_TOKEN = "tok-e2e-5b1c9d-kept-secret"
+
+
+def served_logs(stack: Stack) -> str:
+    """Every file Moonraker serves from its ``logs`` root, as a client downloads them."""
+    texts = []
+    for entry in stack.moonraker.get("/server/files/list?root=logs"):
+        url = stack.moonraker.url + "/server/files/logs/" + urllib.parse.quote(entry["path"])
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            texts.append(resp.read().decode(errors="replace"))
+    assert texts, "Moonraker serves no logs"
+    return "\n".join(texts)
+
+
+def database_dump(stack: Stack) -> str:
+    listing = stack.moonraker.get("/server/database/list")
+    items = [stack.moonraker.get("/server/database/item?namespace=" + ns)
+             for ns in listing["namespaces"]]
+    return json.dumps(listing) + json.dumps(items)
+
+
+def test_a_token_from_moonrakers_secrets_file_is_used_and_shown_nowhere(
+    make_stack, tmp_path: Path
+) -> None:
+    """``token: {secrets.panda_breath.token}``: the device takes it, no log/API/client sees it."""
+    from websockets.sync.client import connect
+
+    data = tmp_path / "moonraker" / "moonraker_data"
+    data.mkdir(parents=True)
+    (data / "moonraker.secrets").write_text(f"[panda_breath]\ntoken: {SECRET_TOKEN}\n")
+    stack: Stack = make_stack(
+        "dragonbreath", sim_args=("--db-token", SECRET_TOKEN),
+        panda_options={"token": "{secrets.panda_breath.token}", "lease_timeout": 10})
+    url = stack.moonraker.url.replace("http://", "ws://") + "/websocket"
+    received: list[str] = []
+    with connect(url, max_queue=None, open_timeout=5) as ws:
+        ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "printer.objects.subscribe",
+                            "params": {"objects": {stack.heater_object: None}}}))
+        stack.set_target(45)
+        stack.wait_sim(heating_at(45), timeout=3.0, what="power_on with the secret token")
+        stack.wait_sim(lambda s: len((s["lease"] or {}).get("renewal_gaps", [])) >= 1,
+                       timeout=6.0, what="a heartbeat with the secret token")
+        stack.moonraker.gcode("TURN_OFF_HEATERS")
+        stack.wait_sim(is_off, timeout=3.0, what="off with the secret token")
+        deadline = time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            try:
+                received.append(ws.recv(timeout=max(0.01, deadline - time.monotonic())))
+            except TimeoutError:
+                break
+    assert stack.sim.state()["counters"].get("auth_failures", 0) == 0
+    assert any("notify_panda_breath_status_changed" in m for m in received)
+    places = {
+        "moonraker.log": stack.moonraker.log_text(),
+        "klippy.log": stack.klippy.log_text(),
+        "/server/config": json.dumps(stack.moonraker.get("/server/config")),
+        "/server/panda_breath/status": json.dumps(stack.moonraker.get(
+            "/server/panda_breath/status")),
+        "notifications": "\n".join(received),
+        "/server/database": database_dump(stack),
+        "logs/ as served": served_logs(stack),
+    }
+    assert [where for where, text in places.items() if SECRET_TOKEN in text] == []
+    # The template itself is what the configuration shows.
+    assert "{secrets.panda_breath.token}" in places["/server/config"]

@@ -21,7 +21,7 @@ from .device import PandaBreathDevice
 from .device_notices import DeviceNotices
 from .device_warnings import DeviceWarnings
 from .klippy_relay import KlippyRelay
-from .links import make_link, reconnect_backoff
+from .links import make_link, restart_backoff
 from .moonraker_components import load_mqtt, load_power
 from .mqtt_link import MqttDeviceLink
 from .notices import Notices
@@ -103,7 +103,7 @@ class PandaBreath:
         controller.link = link
         self.relay.attach(controller)
         supervisor = LinkSupervisor(
-            link, reconnect_backoff(cfg), lambda failure: self._on_link_failure(cfg, failure),
+            link, restart_backoff(cfg), lambda failure: self._on_link_failure(cfg, failure),
         )
         warnings = DeviceWarnings(self.server, cfg, link, controller)
         self.devices[cfg.name] = PandaBreathDevice(

@@ -195,11 +195,21 @@ def _read_drying(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None
 
 
 def _read_token(config: Any, reader: _SectionReader, cfg: DeviceConfig) -> None:
-    """DragonBreath's API token (sent as X-DragonBreath-Auth, never logged)."""
-    token = reader.read(config.get, "token", "web")
-    if token is None:
+    """DragonBreath's API token (sent as X-DragonBreath-Auth, never logged).
+
+    Read as a Moonraker template, like ``[mqtt] password``: ``{secrets.S.K}``
+    takes it from Moonraker's secrets file, so it stays out of moonraker.log
+    (Moonraker writes its configuration, plain values and all, into it at start).
+    """
+    template = reader.read(config.gettemplate, "token", None)
+    if template is None:
         return
-    token = str(token).strip()
+    try:
+        token = str(template.render()).strip()
+    except Exception as exc:  # noqa: BLE001 - e.g. no such secret; the text names no value
+        cfg.errors.append("option 'token': %s (is it in Moonraker's secrets file?)" % (
+            _clean(exc),))
+        return
     if not token or any(ch.isspace() or not ch.isprintable() for ch in token):
         cfg.errors.append("option 'token': must be printable text without spaces")
     else:

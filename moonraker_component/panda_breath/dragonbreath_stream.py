@@ -2,8 +2,9 @@
 
 The device serves at most two streams and its own dashboard takes one, so a
 503 ``busy`` (or a stream that falls silent) is normal: the follower then
-polls ``/api/v2/state`` every ``POLL_INTERVAL_S`` and tries the stream again
-now and then (1, 2, 4 ... 30 s).  Every event is decoded and handed to the
+polls ``/api/v2/state`` every ``POLL_INTERVAL_S`` (``UNANSWERED_POLL_S`` while
+the device does not answer) and tries the stream again now and then (1, 2,
+4 ... 30 s).  Every event is decoded and handed to the
 link, or dropped and counted; its text is never logged.
 
 ASSUMED (not confirmed by the reference): the event stream uses chunked
@@ -26,6 +27,9 @@ from .model import FrameError
 
 #: How often ``/api/v2/state`` is read while there is no stream.
 POLL_INTERVAL_S = 1.0
+#: ... and while the device does not answer (a restart: it is back in sync
+#: within a fraction of a second of answering; a LAN request is cheap).
+UNANSWERED_POLL_S = 0.25
 #: The stream sends a full snapshot at least every 2 s; this much quiet ends it
 #: (and polling takes over) long before the device itself counts as gone.
 STREAM_SILENCE_S = 6.0
@@ -128,8 +132,9 @@ class EventStream:
                     await self._stream_once(session)
                     continue
                 self.state = POLLING
-                await self.poll_once()
-                pause = min(POLL_INTERVAL_S, max(0.0, self._retry_at - time.monotonic()))
+                answered = await self.poll_once()
+                pause = min(POLL_INTERVAL_S if answered else UNANSWERED_POLL_S,
+                            max(0.0, self._retry_at - time.monotonic()))
                 await asyncio.sleep(pause)
             return session.failure or "closed"
         finally:
@@ -203,20 +208,22 @@ class EventStream:
             return
         self.link.take(report)
 
-    async def poll_once(self) -> None:
+    async def poll_once(self) -> bool:
+        """Read the state once; False if the device did not answer."""
         try:
             body = await self.http.get(db.PATH_STATE)
         except Exception as exc:  # noqa: BLE001 - the silence check decides
             self.link.note_error("state poll failed: %s" % self.http.describe_exc(exc))
-            return
+            return False
         self.polls += 1
         self.link._note_frame()
         try:
             report = db.decode_state(body, self.link.actor_id)
         except FrameError as exc:
             self.link._drop_frame(str(exc))
-            return
+            return True
         self.link.take(report)
+        return True
 
     def take_error_state(self, body: bytes, status: int) -> None:
         """The stream's 503 carries the state: use it."""

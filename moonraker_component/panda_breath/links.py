@@ -19,9 +19,18 @@ from .mqtt_link import MqttDeviceLink
 from .stock_mqtt import StockMqttProtocol
 from .stock_ws_link import StockWebSocketLink
 
+#: How long an outage is retried every quarter second before backing off: a
+#: device restart or a Wi-Fi blink is over by then, and a LAN connect is cheap.
+QUICK_RETRY_S = 60.0
+
 
 def reconnect_backoff(cfg: DeviceConfig) -> Backoff:
-    """How a link (or its supervisor) spaces its retries."""
+    """How a link spaces its reconnects: quick through a short outage, then backing off."""
+    return Backoff(first=0.25, cap=cfg.reconnect_max_delay, quick_for=QUICK_RETRY_S)
+
+
+def restart_backoff(cfg: DeviceConfig) -> Backoff:
+    """How the supervisor spaces restarts of a failing link task (a bug: no quick phase)."""
     return Backoff(first=0.25, cap=cfg.reconnect_max_delay)
 
 

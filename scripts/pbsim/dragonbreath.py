@@ -36,7 +36,7 @@ import logging
 import math
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pbsim.device import DeviceCore, Flash
@@ -107,6 +107,10 @@ class Refused(Exception):
         self.message = message
 
 
+#: How many renewal gaps a lease keeps for ``/sim/state``.
+RECENT_GAPS = 100
+
+
 @dataclass
 class Lease:
     lease_id: str
@@ -115,6 +119,10 @@ class Lease:
     deadline: float  # wall monotonic
     #: Simulated other controllers (web dashboard, HA client) renew their own lease.
     auto_renew: bool = False
+    #: When it was last taken or renewed, and the recent gaps between renewals
+    #: (wall seconds, as the watchdog sees them; ``/sim/state`` shows them).
+    renewed_at: float = 0.0
+    gaps: list[float] = field(default_factory=list)
 
 
 class DragonBreathDevice(DeviceCore):
@@ -340,7 +348,7 @@ class DragonBreathDevice(DeviceCore):
 
     def issue_lease(self, owner: str, kind: str, now: float, auto_renew: bool = False) -> str:
         lease_id = secrets.token_hex(16)
-        self.lease = Lease(lease_id, owner, kind, now + self.comms_ms / 1000.0, auto_renew)
+        self.lease = Lease(lease_id, owner, kind, now + self.comms_ms / 1000.0, auto_renew, now)
         return lease_id
 
     def renew_lease(self, lease_id: str, now: float) -> None:
@@ -351,3 +359,5 @@ class DragonBreathDevice(DeviceCore):
         ):
             raise Refused(409, "stale_lease", "no such lease")
         lease.deadline = now + self.comms_ms / 1000.0
+        lease.gaps = lease.gaps[-(RECENT_GAPS - 1):] + [now - lease.renewed_at]
+        lease.renewed_at = now

@@ -185,6 +185,9 @@ class DragonBreathApi:
         self.sim_routes = sim_routes
         self.uptime = uptime
         self.response_delay = float(device.options.response_delay)
+        #: Seconds a heartbeat's answer is held back after the renewal took effect
+        #: (a slow way back: the device renewed, the host hears it late).
+        self.heartbeat_answer_delay = 0.0
         self.replay: OrderedDict[tuple[str, str], tuple[int, int, dict[str, Any]]] = OrderedDict()
 
     def reset(self) -> None:
@@ -203,7 +206,10 @@ class DragonBreathApi:
         try:
             if request.method == "GET":
                 return self._get(path)
-            return self._post(request)
+            answer = self._post(request)
+            if path == "/api/v2/heartbeat" and self.heartbeat_answer_delay > 0:
+                await asyncio.sleep(self.heartbeat_answer_delay)
+            return answer
         except Refused as exc:
             self.journal.count("api_errors")
             self.journal.count("error_" + exc.code)

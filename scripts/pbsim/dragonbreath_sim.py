@@ -5,7 +5,8 @@ The device's policy is in ``dragonbreath``, its HTTP API and event streams in
 telemetry every ``frame_interval``, runs the lease watchdog's tick and offers
 the control actions that play the world around the device: another
 controller taking over, the buttons, faults, busy or silent streams, a slow
-device.
+device, slow heartbeat answers.  The lease in ``/sim/state`` lists the gaps
+between its renewals as the device saw them (``renewal_gaps``).
 
 Clocks: the thermal model, the drying countdown and the 12 h limit of a
 button power-on run on the model clock (``--time-scale``); the lease, the
@@ -172,6 +173,8 @@ class DragonBreathSimulator(SimCore):
             "silence_stream": lambda p: self.streams.silence(float(p.get("seconds", 10))),
             "drop_streams": lambda p: {"dropped": self.streams.drop()},
             "slow": lambda p: setattr(self.api, "response_delay", float(p.get("seconds", 5))),
+            "slow_heartbeat_answers": lambda p: setattr(
+                self.api, "heartbeat_answer_delay", float(p.get("seconds", 5))),
             "auto_print": lambda p: d.set_auto_print(bool(optional_bool(p, "active"))),
             "sensor_fault": lambda p: {"status": self.sensor_status_fault(
                 str(p.get("sensor", "chamber")), int(p.get("code", 2)))},
@@ -208,6 +211,7 @@ class DragonBreathSimulator(SimCore):
             "lease": None if lease is None else {
                 "owner": lease.owner, "kind": lease.kind,
                 "expires_in": round(d.lease_remaining(now), 3),
+                "renewal_gaps": [round(g, 4) for g in lease.gaps],
             },
             "fault_latched": d.fault_latched or d.inhibited,
             "inhibited": d.inhibited,

@@ -45,6 +45,7 @@ from pbsim.secrets import SECRET_AP_PASSWORD, SECRET_WIFI_PASSWORD, SECRET_WIFI_
 from testbed import ProcessError, wait_until
 from testbed.configs import panda_section
 from testbed.moonraker import MoonrakerError
+from testbed.resync import answered_at, host_writes
 from testbed.stack import (
     FIRMWARES,
     MQTT_FIRMWARES,
@@ -93,6 +94,8 @@ OCCUPY_S = 4.0
 OUTAGE_S = 4.0
 SIGKILL_WATCH_S = 2.0
 HOLD_S = 0.3
+#: A restarted device is in Klipper's state this soon after it answers again (issue 19).
+ANSWER_TO_SYNC_BOUND = 0.5
 #: The component treats a connection that lived 2 s as healthy (the next drop is
 #: retried at once); faults are injected on a link at least this steady.
 STEADY_S = 2.2
@@ -183,15 +186,6 @@ def heats(state: dict[str, Any]) -> bool:
     return bool(state.get("up")) and (bool(state.get("work_on")) or bool(state.get("heater_on")))
 
 
-def host_writes(state: dict[str, Any], since: float) -> list[dict[str, Any]]:
-    """Frames/commands the device received from the component after ``since`` (wall time)."""
-    return [
-        f for f in state.get("recent_frames", [])
-        if f["time"] > since and f.get("transport") in ("ws", "mqtt", "http")
-        and not str(f.get("source") or "").endswith(("/host/heartbeat", "/moonraker/status"))
-    ]
-
-
 def describe_state(firmware: str, state: dict[str, Any] | None) -> str:
     if not state:
         return "unknown"
@@ -228,6 +222,8 @@ class Rep:
     shutdowns: int = 0  # filled by the harness: shutdowns the fault did not intend
     shutdown_messages: list[str] = field(default_factory=list)
     secrets: dict[str, int] = field(default_factory=dict)
+    #: Reboot rows: seconds from the device's first answer to in sync (testbed.resync).
+    answer_to_sync: float | None = None
 
 
 @dataclass
@@ -292,7 +288,21 @@ class Row:
         notes = sorted({r.note for r in self.reps if r.note})
         if notes and not self.reason:
             self.reason = "; ".join(notes)
+        self._finish_answer_to_sync()
         return self
+
+    def _finish_answer_to_sync(self) -> None:
+        """Reboot rows: the answer-to-sync times (median, worst) and their 0.5 s bound."""
+        times = [r.answer_to_sync for r in self.reps if r.answer_to_sync is not None]
+        if not times:
+            return
+        summary = "in sync %.3f s (median), %.3f s (worst) after the device answered, %d runs" % (
+            statistics.median(times), max(times), len(times))
+        if max(times) > ANSWER_TO_SYNC_BOUND:
+            summary += f" (bound {ANSWER_TO_SYNC_BOUND:g} s)"
+            if self.status == "ok":
+                self.status = "MISS"
+        self.reason = f"{summary}; {self.reason}" if self.reason else summary
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -793,6 +803,15 @@ def _hung_mqtt_device(h: Harness, before: int) -> Rep:
     return h.outcome(TARGET, seconds, state, MQTT_HANG_S + 5.0, extra_ok=ok, note=note)
 
 
+def _timed_from_answer(rep: Rep, state: dict[str, Any] | None) -> Rep:
+    """Note on ``rep`` how long after its first answer the rebooted device was in sync."""
+    if rep.seconds is not None and state is not None:
+        answered = answered_at(state)
+        writes = [f["time"] for f in host_writes(state, answered)]
+        rep.answer_to_sync = max(writes) - answered if writes else 0.0
+    return rep
+
+
 def run_reboot_saved_heat(h: Harness) -> list[Rep]:
     """Heat saved in flash, then a power blink: the device resumes heating by itself.
 
@@ -814,7 +833,7 @@ def run_reboot_saved_heat(h: Harness) -> list[Rep]:
     h.control("reboot", down=0.5, **saved)
     seconds, state = h.wait_state(
         lambda s: s["up"] and s["boot_count"] > before and is_off(h.firmware)(s), t0, 10.0)
-    rep = h.outcome(0, seconds, state, 5.0)
+    rep = _timed_from_answer(h.outcome(0, seconds, state, 5.0), state)
     if h.device()["uncommanded_heating_events"] <= events:
         rep.note = "no uncommanded heating counted (did it boot heating?)"
     return [rep]
@@ -831,7 +850,7 @@ def run_reboot_lost_settings(h: Harness) -> list[Rep]:
     seconds, state = h.wait_state(
         lambda s: s["up"] and s["boot_count"] > before and heating(h.firmware, TARGET)(s)
         and bool(host_writes(s, time.time() - (s["uptime"] or 0))), t0, 12.0)
-    return [h.outcome(TARGET, seconds, state, 5.0)]
+    return [_timed_from_answer(h.outcome(TARGET, seconds, state, 5.0), state)]
 
 
 def _device_change(h: Harness, **button: Any) -> list[Rep]:
@@ -1146,7 +1165,7 @@ def run_db_reboot(h: Harness) -> list[Rep]:
     seconds, state = h.wait_both(
         lambda s: s["up"] and s["boot_count"] > boots and heating(h.firmware, TARGET)(s),
         lambda d: d["link"] == "connected" and d["lease_owned"], t0, 12.0)
-    rep = h.outcome(TARGET, seconds, state, 5.0)
+    rep = _timed_from_answer(h.outcome(TARGET, seconds, state, 5.0), state)
     try:
         wait_until(lambda: h.state()["comms_ms"] == int(DB_LEASE_TIMEOUT * 1000), 5.0, 0.1,
                    "lease_timeout again")
