@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench_scale
 from testbed import wait_until
 from testbed.klippy import KlippyAPIClient
 from testbed.moonraker import Moonraker
@@ -258,7 +259,14 @@ def main(argv: list[str]) -> int:
         "--firmware", choices=("v1.0.3", "dragonbreath"), default="v1.0.3",
         help="dragonbreath: only the target latencies, through its HTTP API and event stream",
     )
+    parser.add_argument("--scale", type=int, metavar="N",
+                        help="scale mode: N simulated devices on one Moonraker and klippy "
+                        "against N = 0 (scripts/bench_scale.py)")
+    parser.add_argument("--scale-seconds", type=float, default=120.0,
+                        help="scale mode: the steady window of each run")
     args = parser.parse_args(argv)
+    if args.scale is not None:
+        return bench_scale.run_scale(args.scale, args.scale_seconds)
     if args.firmware == "dragonbreath":
         return bench_dragonbreath(args.samples)
     if args.setup == "klipperscreen":
