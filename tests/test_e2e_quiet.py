@@ -69,3 +69,22 @@ def test_a_changing_reading_sends_one_update_per_change(make_stack) -> None:
         updates, fields, _methods = ui.snapshot()
     assert fields[(stack.heater_object, "temperature")] == len(readings), fields
     assert updates[stack.heater_object] == len(readings), fields
+
+
+def test_with_keepalives_a_silent_device_still_goes_stale_while_heating(make_stack) -> None:
+    # Steady reading: Klipper hears only keep-alives, each riding on a device frame.
+    stack = steady_stack(make_stack)
+    stack.sim.control("time_scale", value=0.01)  # the chamber barely warms: keep-alives only
+    stack.set_target(45)
+    wait_until(lambda: stack.sim.state()["work_on"] is True, 5.0, what="device heating")
+    time.sleep(2 * STALE_TIMEOUT_S / 3)
+    silenced = time.monotonic()
+    stack.sim.control("silence", seconds=60)
+    stack.sim.control("refuse", seconds=30)
+    wait_until(lambda: stack.moonraker.klippy_state() == "shutdown", 3 * STALE_TIMEOUT_S,
+               0.1, "Klipper shutdown on stale temperature")
+    took = time.monotonic() - silenced
+    # At most stale_timeout after the last frame (+ the extra's 1 s check); earlier
+    # by up to a keep-alive interval and a frame, never later.
+    assert took <= STALE_TIMEOUT_S + 1.5, took
+    assert "while heating" in stack.klippy.log_text()
