@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from tornado import websocket as tornado_ws
@@ -40,30 +39,6 @@ _MAX_MESSAGE_SIZE = 1024 * 1024
 STABLE_CONNECTION_S = 2.0
 #: Default period of the idempotent re-assert (``reassert_interval``).
 REASSERT_INTERVAL_S = 20.0
-
-
-class _Inbox:
-    """tornado's message callback for one connection.
-
-    Each frame is handled straight from tornado's read loop: no queue, no
-    task switch and no timer per frame (the device sends one every 2 s, and
-    a printer may run many devices).  Frames that arrive before the session
-    is served wait, in order; ``closed`` completes when the connection ends.
-    """
-
-    def __init__(self) -> None:
-        self.handler: Callable[[str | bytes], None] | None = None
-        self.early: list[str | bytes] = []
-        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def __call__(self, message: str | bytes | None) -> None:
-        if message is None:
-            if not self.closed.done():
-                self.closed.set_result(None)
-        elif self.handler is None:
-            self.early.append(message)
-        else:
-            self.handler(message)
 
 
 class StockWebSocketLink(DeviceLink):
@@ -102,14 +77,14 @@ class StockWebSocketLink(DeviceLink):
         while not self._closing:
             self._set_state(LINK_CONNECTING)
             try:
-                ws, inbox = await asyncio.wait_for(self._connect(), self.connect_timeout)
+                ws = await asyncio.wait_for(self._connect(), self.connect_timeout)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means "retry later"
                 self._note_error("connect failed: %s" % (_describe(exc),))
             else:
                 started = time.monotonic()
-                abrupt = await self._serve(ws, inbox)
+                abrupt = await self._serve(ws)
                 if time.monotonic() - started >= STABLE_CONNECTION_S:
                     self.backoff.reset()
                 if abrupt and not self._closing and self.backoff.attempts == 0:
@@ -125,21 +100,18 @@ class StockWebSocketLink(DeviceLink):
             await asyncio.sleep(self.backoff.next_delay())
         self._set_state(LINK_CLOSED)
 
-    async def _connect(self) -> tuple[tornado_ws.WebSocketClientConnection, _Inbox]:
+    async def _connect(self) -> tornado_ws.WebSocketClientConnection:
         self.address = await resolve_host(self.host, self.connect_timeout)
         host = "[%s]" % self.address if ":" in self.address else self.address
         url = "ws://%s:%d/ws" % (host, self.port)
-        inbox = _Inbox()
-        ws = await tornado_ws.websocket_connect(
+        return await tornado_ws.websocket_connect(
             url,
             connect_timeout=self.connect_timeout,
             max_message_size=_MAX_MESSAGE_SIZE,
-            on_message_callback=inbox,
         )
-        return ws, inbox
 
-    async def _serve(self, ws: tornado_ws.WebSocketClientConnection, inbox: _Inbox) -> bool:
-        """Serve until the connection ends; True if it ended without a close frame."""
+    async def _serve(self, ws: tornado_ws.WebSocketClientConnection) -> bool:
+        """Read until the connection ends; True if it ended without a close frame."""
         self._ws = ws
         self.connected_since = time.monotonic()
         self.last_error = None
@@ -150,23 +122,21 @@ class StockWebSocketLink(DeviceLink):
         try:
             self._set_state(LINK_CONNECTED)
             self.listener.on_link_up()
-            inbox.handler = self._handle_message
-            while inbox.early and not self._closing:
-                self._handle_message(inbox.early.pop(0))
-            while not self._closing and not inbox.closed.done():
-                # Woken by the end of the connection, or once per silence_timeout
-                quiet = time.monotonic() - max(self.last_frame_time or 0.0, self.connected_since)
-                if quiet >= self.silence_timeout:
+            while not self._closing:
+                try:
+                    message = await asyncio.wait_for(ws.read_message(), self.silence_timeout)
+                except asyncio.TimeoutError:
                     reason = "device silent for %.0f s" % self.silence_timeout
                     break
-                await asyncio.wait([inbox.closed], timeout=self.silence_timeout - quiet)
-            if inbox.closed.done() and not self._closing and ws.close_code is None:
-                abrupt = True
-                self.abrupt_closes += 1
-                reason = "connection lost (reset, or a frame over %d KiB refused)" % (
-                    _MAX_MESSAGE_SIZE // 1024)
+                if message is None:
+                    if ws.close_code is None:
+                        abrupt = True
+                        self.abrupt_closes += 1
+                        reason = "connection lost (reset, or a frame over %d KiB refused)" % (
+                            _MAX_MESSAGE_SIZE // 1024)
+                    break
+                self._handle_message(message)
         finally:
-            inbox.handler = None
             self._ws = None
             self._forget_writes()
             ws.close(1000 if self._closing else 1001)
