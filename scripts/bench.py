@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import bench_scale
 from testbed import wait_until
 from testbed.klippy import KlippyAPIClient
 from testbed.moonraker import Moonraker
@@ -305,9 +306,16 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--restarts", type=int, default=0, metavar="N",
                         help="only the restart measure: the device down 3 s, N times")
+    parser.add_argument("--scale", type=int, metavar="N",
+                        help="scale mode: N simulated devices on one Moonraker and klippy "
+                        "against N = 0 (scripts/bench_scale.py)")
+    parser.add_argument("--scale-seconds", type=float, default=120.0,
+                        help="scale mode: the steady window of each run")
     args = parser.parse_args(argv)
     if args.restarts:
         return bench_restarts(args.firmware, args.restarts)
+    if args.scale is not None:
+        return bench_scale.run_scale(args.scale, args.scale_seconds)
     if args.firmware == "dragonbreath":
         return bench_dragonbreath(args.samples)
     if args.setup == "klipperscreen":

@@ -11,16 +11,12 @@ HelixScreen does: ``printer.objects.list``, discovery, then one
 
 from __future__ import annotations
 
-import itertools
-import json
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from testbed import wait_until
-from websockets.exceptions import ConnectionClosed
-from websockets.sync.client import ClientConnection, connect
+from testbed.ui_client import UiClient
 
 #: Registry order decides ties: the first backend with the highest score wins.
 BACKENDS = ("generic", "dragonbreath", "panda_breath")
@@ -180,47 +176,18 @@ def ceiling(settings: dict[str, Any], heater: str, backend: str | None) -> float
     return DEFAULT_MAX_TEMP
 
 
-class HelixReader:
+class HelixReader(UiClient):
     """A Moonraker WebSocket client that discovers and subscribes like HelixScreen."""
 
     def __init__(self, moonraker_url: str) -> None:
-        self.ws: ClientConnection = connect(
-            moonraker_url.replace("http://", "ws://") + "/websocket", max_queue=None,
-            open_timeout=5,
-        )
-        self._ids = itertools.count(1)
-        self._replies: dict[int, Any] = {}
-        self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
         self.panel: ChamberPanel | None = None
         self.discovery = Discovery()
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(moonraker_url)
 
-    def _read(self) -> None:
-        try:
-            for raw in self.ws:
-                message = json.loads(raw)
-                with self._changed:
-                    if "id" in message:
-                        self._replies[message["id"]] = message
-                    elif message.get("method") == "notify_status_update" and self.panel:
-                        self.panel.apply(message["params"][0])
-                    self._changed.notify_all()
-        except ConnectionClosed:
-            pass
-
-    def call(self, method: str, params: dict[str, Any] | None = None) -> Any:
-        request_id = next(self._ids)
-        self.ws.send(json.dumps({"jsonrpc": "2.0", "method": method, "id": request_id,
-                                 "params": params or {}}))
-        with self._changed:
-            if not self._changed.wait_for(lambda: request_id in self._replies, timeout=10):
-                raise TimeoutError(f"no reply to {method}")
-            reply = self._replies.pop(request_id)
-        if "error" in reply:
-            raise RuntimeError(f"{method}: {reply['error']}")
-        return reply["result"]
+    def _count(self, message: dict[str, Any]) -> None:
+        super()._count(message)
+        if message["method"] == "notify_status_update" and self.panel:
+            self.panel.apply(message["params"][0])
 
     def start(self) -> ChamberPanel:
         """Object list -> discovery -> subscription; returns the panel it feeds."""
@@ -230,7 +197,7 @@ class HelixReader:
         config = self.call("printer.objects.query",
                            {"objects": {"configfile": ["settings"]}})
         settings = config["status"]["configfile"]["settings"]
-        with self._lock:
+        with self._changed:
             self.panel = ChamberPanel(
                 self.discovery, ceiling(settings, self.discovery.heater, self.discovery.backend)
             )
@@ -238,16 +205,12 @@ class HelixReader:
         if self.discovery.diagnostics_object:
             subscription[self.discovery.diagnostics_object] = None
         initial = self.call("printer.objects.subscribe", {"objects": subscription})
-        with self._lock:
+        with self._changed:
             self.panel.apply(initial["status"])
         return self.panel
 
     def wait(self, predicate: Callable[[ChamberPanel], bool], timeout: float, what: str) -> None:
         def holds() -> bool:
-            with self._lock:
+            with self._changed:
                 return self.panel is not None and predicate(self.panel)
         wait_until(holds, timeout, 0.05, what)
-
-    def close(self) -> None:
-        self.ws.close()
-        self._reader.join(timeout=2)

@@ -12,6 +12,12 @@ fault, power, the device's set point and target range, drying, HelixScreen's
 object).  That changes without a reading (an outage brings no frames), so
 every change is pushed at once, without a temperature; only device readings
 carry one, and Klipper's staleness check stays honest.
+
+Only changes travel: a reading equal to the one Klipper has is not pushed,
+except as a keep-alive a third of the heater's ``stale_timeout`` after the
+last push (10 s at the default 30 s).  Keep-alives ride on device frames, so a
+device that goes quiet still goes stale in Klipper; a third leaves room for
+two lost keep-alives (or slow frames) before Klipper calls the reading stale.
 """
 
 from __future__ import annotations
@@ -33,6 +39,10 @@ GENERIC_PREFIX = "heater_generic "
 GENERIC_SENSOR_TYPE = "panda_breath"
 #: The longest console line a refusal makes.
 MAX_CONSOLE_CHARS = 300
+#: The extra's default ``stale_timeout``, for a heater whose settings do not say.
+DEFAULT_STALE_TIMEOUT_S = 30.0
+#: An unchanged reading is pushed again after this share of ``stale_timeout``.
+KEEPALIVE_SHARE = 1.0 / 3.0
 
 
 def console_error(heater_object: str, message: str) -> str:
@@ -54,6 +64,13 @@ class KlippyRelay:
         self._pushed_state: dict[str, dict[str, Any]] = {}
         self.push_errors: dict[str, str | None] = {}
         self.last_push: dict[str, float] = {}
+        #: heater -> (the reading Klipper has, when it was pushed).
+        self._pushed_reading: dict[str, tuple[float, float]] = {}
+        #: heater -> when a reading was last offered (pushed or not), for the status API.
+        self.last_reading: dict[str, float] = {}
+        self.pushes: dict[str, int] = {}
+        #: heater -> its stale_timeout in printer.cfg (read when Klipper is ready).
+        self.stale_timeouts: dict[str, float] = {}
         self.heater_found: dict[str, bool | None] = {}
         #: heater -> the Klipper object that holds its target (per setup)
         self.objects: dict[str, str] = {}
@@ -68,11 +85,22 @@ class KlippyRelay:
     # Temperature pushes ------------------------------------------------------
 
     def submit(self, controller: DeviceController, report: DeviceReport) -> None:
-        """Queue the newest reading; at most one push per heater is in flight."""
+        """Queue the newest reading unless Klipper has it and no keep-alive is due;
+        at most one push per heater is in flight."""
         if not self.ready:
             return
-        self._pending[controller.heater] = report
+        heater, now = controller.heater, self.eventloop.get_loop_time()
+        self.last_reading[heater] = now
+        pushed = self._pushed_reading.get(heater)
+        if (pushed is not None and pushed[0] == controller.klipper_reading(report)
+                and now - pushed[1] < self.keepalive_interval(heater)):
+            return
+        self._pending[heater] = report
         self._start(controller)
+
+    def keepalive_interval(self, heater: str) -> float:
+        """How long an unchanged reading waits before it is pushed again."""
+        return self.stale_timeouts.get(heater, DEFAULT_STALE_TIMEOUT_S) * KEEPALIVE_SHARE
 
     def state_changed(self, controller: DeviceController) -> None:
         """Queue a push of the state alone, unless Klipper already has it."""
@@ -114,13 +142,17 @@ class KlippyRelay:
         reading = None if report is None else controller.klipper_reading(report)
         if reading is not None:
             params["temperature"] = reading
+            # Set before the await, so a reading equal to this one waits
+            self._pushed_reading[heater] = (reading, self.eventloop.get_loop_time())
         seen_version = controller.target_version
         try:
             result = await klippy_request(self.klippy_apis, UPDATE_ENDPOINT, params)
         except Exception as exc:  # noqa: BLE001 - Klippy errors arrive as ServerError
+            self._pushed_reading.pop(heater, None)
             self._push_failed(controller, str(exc))
             return
         self._pushed_state[heater] = state
+        self.pushes[heater] = self.pushes.get(heater, 0) + 1
         if state["drying"]:  # the countdown, each second
             self.eventloop.delay_callback(1.0, self.state_changed, controller)
         if "temperature" in params:
@@ -184,6 +216,7 @@ class KlippyRelay:
         self.ready = False
         self._pending.clear()
         self._pushed_state.clear()
+        self._pushed_reading.clear()
 
     async def refresh_target(self, controller: DeviceController) -> None:
         """Ask Klipper for the heater's target now, before acting on a request."""
@@ -232,6 +265,9 @@ class KlippyRelay:
             # Targets are limited by the heater's device_max_temp (and, on
             # older extras, by max_temp, which used to be the target limit too).
             section = settings.get(full_name, {})
+            stale = section.get("stale_timeout")
+            if isinstance(stale, (int, float)) and not isinstance(stale, bool) and stale > 0:
+                self.stale_timeouts[heater] = float(stale)
             limits = [controller.device_max_target] + [
                 float(value) for value in (section.get("device_max_temp"), section.get("max_temp"))
                 if isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -285,12 +321,15 @@ class KlippyRelay:
             self.server.remove_warning(f"panda_breath_heater_{heater}")
 
     def describe(self, heater: str) -> dict[str, Any]:
-        last = self.last_push.get(heater)
         now = self.eventloop.get_loop_time()
+        last, offered = self.last_push.get(heater), self.last_reading.get(heater)
         return {
             "klippy_ready": self.ready,
             "klipper_heater_found": self.heater_found.get(heater),
             "last_push_age": None if last is None else round(now - last, 2),
+            "last_reading_age": None if offered is None else round(now - offered, 2),
+            "pushes": self.pushes.get(heater, 0),
+            "keepalive_interval": self.keepalive_interval(heater),
             "push_error": self.push_errors.get(heater),
         }
 
