@@ -40,6 +40,7 @@ from typing import Any
 
 import bench_scale
 from testbed import wait_until
+from testbed.configs import SETUPS, setup_name
 from testbed.klippy import KlippyAPIClient
 from testbed.moonraker import Moonraker
 from testbed.resync import SyncTimes, restart_and_time_sync
@@ -276,7 +277,7 @@ def bench_restarts(firmware: str, runs: int) -> int:
 def bench_klipperscreen_setup(samples: int) -> int:
     """Target latency of the opt-in setup: Klipper's heater target is polled (0.25 s)."""
     with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
-        stack = start_stack(Path(tmp), "v1.0.3", time_scale=1.0, heater_setup="klipperscreen",
+        stack = start_stack(Path(tmp), "v1.0.3", time_scale=1.0, heater_setup="heater_generic",
                             klippy_mcu="sim")
         try:
             client = stack.klippy.client()
@@ -295,8 +296,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--resync-samples", type=int, default=30)
     parser.add_argument("--idle-seconds", type=float, default=60.0)
     parser.add_argument(
-        "--setup", choices=("default", "klipperscreen"), default="default",
-        help="klipperscreen: only the target latency, for the opt-in [heater_generic] setup",
+        "--setup", type=setup_name, choices=SETUPS, default="heater_panda_breath",
+        help="heater_generic: only the target latency, for the [heater_generic] setup",
     )
     parser.add_argument("--reassert-seconds", type=float, default=120.0,
                         help="window for each of the heating/off re-assert cost samples")
@@ -318,7 +319,7 @@ def main(argv: list[str]) -> int:
         return bench_scale.run_scale(args.scale, args.scale_seconds)
     if args.firmware == "dragonbreath":
         return bench_dragonbreath(args.samples)
-    if args.setup == "klipperscreen":
+    if args.setup == "heater_generic":
         return bench_klipperscreen_setup(args.samples)
     with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp:
         work = Path(tmp)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from testbed import ROOT
+from testbed.configs import SETUPS, setup_name
 from testbed.stack import FIRMWARES, Stack, start_stack
 
 # Lets the hosted Mainsail and Fluidd pages, and a UI served on this machine at
@@ -28,11 +29,6 @@ CORS = (
 )
 
 
-#: --setup NAME: the printer.cfg section that carries the chamber, and the testbed's
-#: name for that setup.
-SETUPS = {"heater_panda_breath": "default", "heater_generic": "klipperscreen"}
-#: The names the demo used before (kept so that old commands still run).
-OLD_SETUP_NAMES = {"default": "heater_panda_breath", "klipperscreen": "heater_generic"}
 #: An orderly stop on each; whatever disposition was inherited (a background job of a
 #: non-interactive shell starts with SIGINT ignored, nohup ignores SIGHUP).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -44,10 +40,6 @@ class Stop(BaseException):
 
 def _stop(signum: int, _frame: object) -> None:
     raise Stop(signal.Signals(signum).name)
-
-
-def _setup_name(name: str) -> str:
-    return OLD_SETUP_NAMES.get(name, name)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -63,7 +55,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="simulated chamber clock speed-up (default 30: 22 to 45 °C in about a minute)",
     )
     parser.add_argument(
-        "--setup", type=_setup_name, choices=SETUPS, default="heater_panda_breath",
+        "--setup", type=setup_name, choices=SETUPS, default="heater_panda_breath",
         help="the printer.cfg sections that carry the chamber: heater_panda_breath (default, "
              "as recommended: [heater_panda_breath chamber], listed by Mainsail and Fluidd) or "
              "heater_generic (examples/panda_breath_klipperscreen.cfg: [heater_generic chamber], "
@@ -111,7 +103,7 @@ def main(argv: list[str]) -> int:
         stack = start_stack(
             workdir, args.firmware, time_scale=args.time_scale, sim_port=args.sim_port or None,
             moonraker_port=args.moonraker_port, cors_domains=CORS, printer_data=True,
-            heater_setup=SETUPS[args.setup],
+            heater_setup=args.setup,
             # Klipper's own heater ([heater_generic]) needs a clock: the
             # stand-in MCU gives it one.
             klippy_mcu="sim" if args.setup == "heater_generic" else "file",

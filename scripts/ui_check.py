@@ -19,7 +19,7 @@ runs KlipperScreen on a virtual X screen, then:
   lines.  ``--checks notices`` runs only these.
 * KlipperScreen: reads "# Temperature devices: N" from its log and says whether
   it lists the chamber (it lists only ``heater_generic``/``temperature_*``
-  sections: ``--setup klipperscreen`` gives it one).
+  sections: ``--setup heater_generic`` gives it one).
 
 Screenshots of every step go to ``--out`` (default ``run/ui_check/``), with the
 parts' logs; a table of checks is printed; the exit status is 1 when a check
@@ -47,12 +47,12 @@ from typing import Any
 
 from testbed import ROOT, free_port, wait_until
 from testbed.browser import Chromium, Page, serve_directory
+from testbed.configs import SETUPS, setup_name
 from testbed.stack import Stack, start_stack
 from ui_notices import OpenPage, check_notices
 
 FRONTENDS = ROOT.parent / "shared" / "frontends"
 UIS = ("mainsail", "fluidd", "klipperscreen")
-SETUPS = ("default", "klipperscreen")
 #: A Moonraker power device for the device's drying cycle is named like this.
 DRYING_DEVICE = re.compile(r"panda\s*breath.*dry", re.IGNORECASE)
 #: How long the device may take to follow a change made in a UI.
@@ -530,11 +530,11 @@ def check_klipperscreen(source: Path, workdir: Path, stack: Stack, setup: str,
                       f"{', '.join(shown) or 'none'})")
             if yes:
                 return PASS, detail
-            if setup == "default":
+            if setup == "heater_panda_breath":
                 return NOT_AVAILABLE, (
                     detail + "; KlipperScreen lists only heater_generic / temperature_* "
                     "sections and the default setup has [heater_panda_breath chamber]: "
-                    "run with --setup klipperscreen")
+                    "run with --setup heater_generic")
             return FAIL, detail
 
         report.run("klipperscreen", "lists the chamber", listed)
@@ -567,9 +567,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "run" / "ui_check",
                         help="screenshots, logs and checks.json (default run/ui_check/)")
-    parser.add_argument("--setup", choices=SETUPS, default="default",
-                        help="printer.cfg heater setup: default ([heater_panda_breath chamber]) "
-                             "or klipperscreen ([heater_generic chamber] fed by the extra)")
+    parser.add_argument("--setup", type=setup_name, choices=SETUPS, default="heater_panda_breath",
+                        help="printer.cfg heater setup: heater_panda_breath (recommended) or "
+                             "heater_generic ([heater_generic chamber] fed by the extra)")
     parser.add_argument("--mainsail", type=Path, default=FRONTENDS / "mainsail",
                         help="a Mainsail build (folder with index.html)")
     parser.add_argument("--fluidd", type=Path, default=FRONTENDS / "fluidd",
@@ -602,7 +602,7 @@ def stack_options(setup: str) -> tuple[dict[str, Any], str]:
     note = ""
     if "heater_setup" in accepted:
         options["heater_setup"] = setup
-    elif setup != "default":
+    elif setup != "heater_panda_breath":
         note = "this testbed's start_stack has no heater_setup option: ran the default setup"
     if "printer_data" in accepted:
         options["printer_data"] = True  # laid out as on a printer: no UI warnings

@@ -103,7 +103,7 @@ class Setup:
 
     def main_cfg(self, workdir: Path) -> str:
         if self.name == "generic":
-            return printer_cfg(workdir / "gcodes", setup="klipperscreen", extra=self.main)
+            return printer_cfg(workdir / "gcodes", setup="heater_generic", extra=self.main)
         return base_printer_cfg(workdir / "gcodes", self.main)
 
 

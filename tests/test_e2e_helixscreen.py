@@ -22,7 +22,7 @@ EXAMPLE = ROOT / "examples" / "panda_breath_klipperscreen.cfg"
 
 def start(make_stack, firmware: str, **options) -> tuple[Stack, HelixReader]:
     # The stand-in MCU: Klipper's own heater takes readings in on print time.
-    stack: Stack = make_stack(firmware, heater_setup="klipperscreen", heater="panda_breath",
+    stack: Stack = make_stack(firmware, heater_setup="heater_generic", heater="panda_breath",
                               klippy_mcu="sim", **options)
     reader = HelixReader(stack.moonraker.url)
     return stack, reader

@@ -14,7 +14,7 @@ from testbed.stack import Stack
 def test_klipperscreens_own_command_reaches_the_device_and_every_off_path_works(
     make_stack,
 ) -> None:
-    stack: Stack = make_stack(heater_setup="klipperscreen", klippy_mcu="sim")
+    stack: Stack = make_stack(heater_setup="heater_generic", klippy_mcu="sim")
     assert stack.heater_object == "heater_generic chamber"
     heaters = stack.moonraker.query({"heaters": ["available_heaters"]})["heaters"]
     assert "heater_generic chamber" in heaters["available_heaters"]

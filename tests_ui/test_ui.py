@@ -91,7 +91,7 @@ def test_a_target_typed_in_mainsail_and_fluidd_reaches_the_device(tmp_path: Path
 
 @pytest.mark.timeout(600)
 def test_klipperscreen_lists_the_chamber_with_the_klipperscreen_setup(tmp_path: Path) -> None:
-    done, report = run_ui_check(tmp_path / "out", "--setup", "klipperscreen",
+    done, report = run_ui_check(tmp_path / "out", "--setup", "heater_generic",
                                 "--ui", "klipperscreen")
     rows = statuses(report)
     assert rows[("klipperscreen", "starts and connects")]["status"] == "pass", rows

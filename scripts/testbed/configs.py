@@ -51,8 +51,15 @@ hysteresis: 10
 max_error: 600
 """
 
-#: ``printer_cfg(setup=...)``: which printer.cfg sections carry the heater.
-SETUPS = ("default", "klipperscreen")
+#: ``printer_cfg(setup=...)``: which printer.cfg section carries the heater.
+SETUPS = ("heater_panda_breath", "heater_generic")
+#: The names the scripts' ``--setup`` took before (old commands still run).
+OLD_SETUP_NAMES = {"default": "heater_panda_breath", "klipperscreen": "heater_generic"}
+
+
+def setup_name(name: str) -> str:
+    """``--setup`` argument type: a setup's name, an old name taken for it."""
+    return OLD_SETUP_NAMES.get(name, name)
 
 
 def base_printer_cfg(gcodes: Path, extra: str = "") -> str:
@@ -63,18 +70,18 @@ def base_printer_cfg(gcodes: Path, extra: str = "") -> str:
 
 def printer_cfg(
     gcodes: Path, heater: str = "chamber", max_temp: float | None = None,
-    stale_timeout: float = 30.0, extra: str = "", setup: str = "default",
+    stale_timeout: float = 30.0, extra: str = "", setup: str = "heater_panda_breath",
 ) -> str:
     """The base printer.cfg with the chamber heater.
 
-    ``setup="default"``: one ``[heater_panda_breath NAME]`` section (Klipper
-    object ``heater_panda_breath NAME``). ``setup="klipperscreen"``: the opt-in
+    ``setup="heater_panda_breath"``: one ``[heater_panda_breath NAME]`` section
+    (Klipper object ``heater_panda_breath NAME``). ``setup="heater_generic"``: the
     ``[heater_panda_breath]`` + ``[heater_generic NAME]`` pair (Klipper object
     ``heater_generic NAME``; ``max_temp`` defaults to 80 as in the default setup).
     """
     if setup not in SETUPS:
         raise ValueError(f"setup must be one of {', '.join(SETUPS)}, not {setup!r}")
-    if setup == "klipperscreen":
+    if setup == "heater_generic":
         section = GENERIC_HEATER_SECTION.format(
             heater=heater, stale_timeout=stale_timeout,
             max_temp=80.0 if max_temp is None else max_temp,

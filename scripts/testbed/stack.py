@@ -29,7 +29,7 @@ DEVICE_ID = "ACEBE68FE51C"
 MQTT_INSTANCE = "testprinter"
 HEATER_OBJECT = "heater_panda_breath chamber"
 #: The Klipper object holding the chamber's target in each heater setup.
-HEATER_OBJECTS = {"default": HEATER_OBJECT, "klipperscreen": "heater_generic chamber"}
+HEATER_OBJECTS = {"heater_panda_breath": HEATER_OBJECT, "heater_generic": "heater_generic chamber"}
 
 S = TypeVar("S", bound="Stack")
 
@@ -116,7 +116,7 @@ def start_stack(
     moonraker_debug: bool = False,
     moonraker_python: Path | None = None,
     klippy_mcu: str = "file",
-    heater_setup: str = "default",
+    heater_setup: str = "heater_panda_breath",
     heater: str = "chamber",
     printer_data: bool = False,
     stack_class: type[S] = Stack,  # type: ignore[assignment]
