@@ -21,10 +21,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tornado import websocket as tornado_ws
+from tornado.httpclient import HTTPRequest
 
 from . import stock_ws
 from .backoff import Backoff
-from .link import LINK_CLOSED, LINK_CONNECTED, LINK_CONNECTING, LINK_DISCONNECTED, DeviceLink
+from .link import (
+    LINK_CLOSED,
+    LINK_CONNECTED,
+    LINK_CONNECTING,
+    LINK_DISCONNECTED,
+    USER_AGENT,
+    DeviceLink,
+)
 from .model import MODE_DRYING, MODE_ON, DeviceReport, FrameError, device_degrees
 from .resolve import resolve_host
 
@@ -77,7 +85,7 @@ class StockWebSocketLink(DeviceLink):
         while not self._closing:
             self._set_state(LINK_CONNECTING)
             try:
-                ws = await asyncio.wait_for(self._connect(), self.connect_timeout)
+                ws = await self._connect()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means "retry later"
@@ -104,11 +112,7 @@ class StockWebSocketLink(DeviceLink):
         self.address = await resolve_host(self.host, self.connect_timeout)
         host = "[%s]" % self.address if ":" in self.address else self.address
         url = "ws://%s:%d/ws" % (host, self.port)
-        return await tornado_ws.websocket_connect(
-            url,
-            connect_timeout=self.connect_timeout,
-            max_message_size=_MAX_MESSAGE_SIZE,
-        )
+        return await open_websocket(url, self.connect_timeout)
 
     async def _serve(self, ws: tornado_ws.WebSocketClientConnection) -> bool:
         """Read until the connection ends; True if it ended without a close frame."""
@@ -259,6 +263,32 @@ class StockWebSocketLink(DeviceLink):
             "V%d.%d.%d" % self.version if self.version_known else None
         )
         return info
+
+
+async def open_websocket(url: str, timeout: float) -> tornado_ws.WebSocketClientConnection:
+    """The upgrade within ``timeout``; a connection given up on is closed, never left open.
+
+    On a stalling Wi-Fi link the device may accept an upgrade long after we
+    stopped waiting: a forgotten connection would hold one of its few client
+    slots.  tornado's own request timeout closes the socket of an unfinished
+    upgrade, and an upgrade that finishes after a timeout or cancellation is
+    closed the moment it does.
+    """
+    request = HTTPRequest(url, connect_timeout=timeout, request_timeout=timeout,
+                          headers={"User-Agent": USER_AGENT})
+    future = asyncio.ensure_future(
+        tornado_ws.websocket_connect(request, max_message_size=_MAX_MESSAGE_SIZE))
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
+    except BaseException:
+        future.add_done_callback(_close_late)
+        raise
+
+
+def _close_late(future: asyncio.Future[tornado_ws.WebSocketClientConnection]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    future.result().close(1001)
 
 
 def _describe(exc: BaseException) -> str:
