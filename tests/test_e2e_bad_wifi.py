@@ -84,3 +84,19 @@ def test_three_connect_timeouts_in_a_row_leave_no_session_behind(make_stack) -> 
     _at_most_one_session(stack, ended)
     stack.wait_sim(heating_at(45), 5.0, "device at 45 after the stall")
     assert stack.device()["link"] == "connected"
+
+
+def test_dragonbreath_a_20s_stall_leaves_one_event_stream(make_stack) -> None:
+    """The device has two stream slots and its dashboard takes one: the bridge holds one."""
+    stack: Stack = make_stack("dragonbreath", impair="clear", panda_options=DEFAULTS)
+    assert stack.impair is not None
+    stack.set_target(45)
+    stack.wait_sim(lambda s: s["mode"] == "power_on" and s["requested_c"] == 45, 5.0,
+                   "power_on at 45")
+    wait_until(lambda: stack.device()["stream"] == "stream", 10.0, 0.1, "the event stream")
+    assert stack.sim.state()["bridge_sessions"] == 1
+    stack.impair.stall(20.0)
+    ended = _stall_ended(stack)
+    _at_most_one_session(stack, ended)
+    state = stack.sim.state()
+    assert state["mode"] == "power_on" and state["requested_c"] == 45

@@ -48,12 +48,15 @@ class _StreamTCPClient(TCPClient):
         self.aborted = False
 
     async def connect(self, *args: Any, **kwargs: Any) -> IOStream:
-        self.aborted = False
         stream = await super().connect(*args, **kwargs)
         self.last_stream = stream
         if self.aborted:
             stream.close()
         return stream
+
+    def arm(self) -> None:
+        """A new stream request begins: only an abort from now on ends it."""
+        self.aborted = False
 
     def abort(self) -> None:
         self.aborted = True
@@ -162,6 +165,8 @@ class DragonBreathHttp:
             header_callback=on_header,
             streaming_callback=on_chunk,
         )
+        assert self._stream_tcp is not None
+        self._stream_tcp.arm()
         future = asyncio.ensure_future(client.fetch(request, raise_error=False))
         # If the follower is cancelled while the stream runs, its end is still collected.
         future.add_done_callback(_collect)
