@@ -20,7 +20,8 @@ Profiles (latency ms, jitter ms, a stall of S s every P s, a long stall):
 
 Control (HTTP GET on ``--control-port``): ``/impair/state``;
 ``/impair/control?action=profile&name=bad`` (the stall schedule starts over
-from now), ``action=stall&seconds=20`` (one stall now), ``action=clear``.
+from now; ``first_stall``/``first_long`` seconds place the first stalls),
+``action=stall&seconds=20`` (one stall now), ``action=clear``.
 SIGTERM stops it.
 """
 
@@ -62,21 +63,24 @@ READ_SIZE = 65536
 class Link:
     """The impairment every connection shares: the profile and the stall schedule."""
 
-    def __init__(self, profile: str, seed: int, first_stall_s: float | None = None) -> None:
+    def __init__(self, profile: str, seed: int) -> None:
         self.rng = random.Random(seed)
         self.stalled_until = 0.0
         self.stalls: list[tuple[float, float]] = []  # (start wall time, seconds)
-        self.set_profile(profile, first_stall_s)
+        self.set_profile(profile)
 
-    def set_profile(self, name: str, first_stall_s: float | None = None) -> None:
+    def set_profile(self, name: str, first_stall_s: float | None = None,
+                    first_long_s: float | None = None) -> None:
+        """Impair from now on; the first stalls come after ``first_*_s`` (default: a period)."""
         if name not in PROFILES:
             raise ValueError(f"unknown profile {name!r}; one of {', '.join(PROFILES)}")
         self.name, self.profile = name, PROFILES[name]
         now = time.monotonic()
         p = self.profile
         first = p.stall_every_s if first_stall_s is None else first_stall_s
+        first_long = p.long_stall_every_s if first_long_s is None else first_long_s
         self.next_stall = now + first if p.stall_every_s else None
-        self.next_long = now + p.long_stall_every_s if p.long_stall_every_s else None
+        self.next_long = now + first_long if p.long_stall_every_s else None
 
     def stall(self, seconds: float) -> None:
         now = time.monotonic()
@@ -129,7 +133,11 @@ class Proxy:
             except OSError:
                 self.failed += 1
                 return
-            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            try:
+                await asyncio.gather(self._pipe(reader, up_writer),
+                                     self._pipe(up_reader, writer))
+            finally:
+                up_writer.close()
         finally:
             self.open -= 1
             with contextlib.suppress(Exception):
@@ -151,8 +159,12 @@ class Proxy:
                     await dst.drain()
                 except (OSError, RuntimeError):
                     break
+            # Half-close: what the other side still sends comes back (TCP's FIN).
             with contextlib.suppress(Exception):
-                dst.close()
+                if dst.can_write_eof():
+                    dst.write_eof()
+                else:
+                    dst.close()
 
         writer_task = asyncio.ensure_future(deliver())
         last = 0.0
@@ -181,9 +193,10 @@ async def control(link: Link, proxy: Proxy, reader: asyncio.StreamReader,
             if url.path == "/impair/control":
                 action = query.get("action", "")
                 if action == "profile":
-                    first = query.get("first_stall")
+                    first, long = query.get("first_stall"), query.get("first_long")
                     link.set_profile(query.get("name", ""),
-                                     None if first is None else float(first))
+                                     None if first is None else float(first),
+                                     None if long is None else float(long))
                 elif action == "stall":
                     link.stall(float(query.get("seconds", "5")))
                 elif action == "clear":

@@ -64,10 +64,14 @@ class Impairment(Service):
         query = urllib.parse.urlencode({"action": action, **params})
         return self._get(f"/impair/control?{query}", timeout)
 
-    def set_profile(self, name: str, first_stall: float | None = None) -> dict[str, Any]:
+    def set_profile(self, name: str, first_stall: float | None = None,
+                    first_long: float | None = None) -> dict[str, Any]:
         """Impair the link from now on (the stall schedule starts now)."""
-        params = {"name": name} if first_stall is None else {"name": name,
-                                                             "first_stall": first_stall}
+        params: dict[str, Any] = {"name": name}
+        if first_stall is not None:
+            params["first_stall"] = first_stall
+        if first_long is not None:
+            params["first_long"] = first_long
         return self.control("profile", **params)
 
     def stall(self, seconds: float) -> dict[str, Any]:
