@@ -93,7 +93,7 @@ def test_quick_fault_suite_passes_and_lists_every_row(tmp_path: Path) -> None:
     wifi = [r for r in data["rows"] if r["fault"].startswith("wifi-soak")]
     assert [r["status"] for r in wifi] == ["ok"], wifi
     (run,) = data["wifi"]
-    assert run["profile"] == "awful" and run["ok"] and run["sessions_max"] == 1, run
+    assert run["profile"] == "awful" and run["ok"] and run["several_s"] <= 0.5, run
     assert 20.0 in [s["seconds"] for s in run["stalls"]], run["stalls"]
     rows = {(r["fault"], r["firmware"]): r for r in data["rows"] if r not in wifi}
     assert set(rows) == quick_rows()
