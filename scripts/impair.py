@@ -37,20 +37,12 @@ import signal
 import sys
 import time
 import urllib.parse
-from dataclasses import asdict, dataclass
+from collections import namedtuple
 from typing import Any
 
-
-@dataclass(frozen=True)
-class Profile:
-    latency_ms: float = 0.0
-    jitter_ms: float = 0.0
-    stall_s: float = 0.0
-    stall_every_s: float = 0.0
-    long_stall_s: float = 0.0
-    long_stall_every_s: float = 0.0
-
-
+Profile = namedtuple(
+    "Profile", "latency_ms jitter_ms stall_s stall_every_s long_stall_s long_stall_every_s",
+    defaults=(0, 0, 0, 0, 0, 0))
 PROFILES = {
     "clear": Profile(),
     "mild": Profile(80, 60, 2, 30),
@@ -222,7 +214,7 @@ async def control(link: Link, proxy: Proxy, reader: asyncio.StreamReader,
 
 def state(link: Link, proxy: Proxy) -> dict[str, Any]:
     return {
-        "profile": link.name, **asdict(link.profile),
+        "profile": link.name, **link.profile._asdict(),
         "stalled": link.stalled(),
         "stall_remaining": round(max(0.0, link.stalled_until - time.monotonic()), 3),
         "stalls": [{"at": at, "seconds": s} for at, s in link.stalls],

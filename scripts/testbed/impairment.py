@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from typing import Any
 
-from testbed import ROOT, ProcessError, Service, free_port, python_executable
+from testbed import ROOT, ProcessError, Service, free_port, python_executable, wait_until
 
 IMPAIR = ROOT / "scripts" / "impair.py"
 
@@ -45,17 +44,17 @@ class Impairment(Service):
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                self.state(timeout=0.5)
-                return self
-            except OSError as exc:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise ProcessError(f"{self.name} did not start ({exc}); log "
-                                       f"{self.log_path}") from exc
-            time.sleep(0.03)
+        try:
+            wait_until(self._answers, timeout, 0.03, f"{self.name} to answer")
+        except BaseException as exc:
+            self.stop()
+            raise ProcessError(f"{self.name} did not start ({exc}); log {self.log_path}") from exc
+        return self
+
+    def _answers(self) -> bool:
+        if self.proc is None or self.proc.poll() is not None:
+            raise ProcessError(f"{self.name} exited")
+        return bool(self.state(timeout=0.5))
 
     def state(self, timeout: float = 2.0) -> dict[str, Any]:
         return self._get("/impair/state", timeout)

@@ -95,13 +95,11 @@ class WifiRun:
     def latencies(self) -> list[float]:
         return [t.latency for t in self.targets if t.latency is not None]
 
-    @property
-    def median(self) -> float | None:
-        return statistics.median(self.latencies) if self.latencies else None
-
-    @property
-    def worst(self) -> float | None:
-        return max(self.latencies) if self.latencies else None
+    def median_worst(self) -> tuple[float | None, float | None]:
+        latencies = self.latencies
+        if not latencies:
+            return None, None
+        return statistics.median(latencies), max(latencies)
 
     def count(self, verdict: str) -> int:
         return sum(t.verdict == verdict for t in self.targets)
@@ -113,7 +111,8 @@ class WifiRun:
                 and (self.several_s is None or self.several_s <= SEVERAL_BOUND_S))
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "median_s": self.median, "worst_s": self.worst, "ok": self.ok}
+        median, worst = self.median_worst()
+        return {**asdict(self), "median_s": median, "worst_s": worst, "ok": self.ok}
 
 
 class Sampler(threading.Thread):
@@ -263,9 +262,10 @@ def describe(run: WifiRun) -> str:
         f"{run.sessions_max} sampled, {run.sessions_peak} at any instant, more than one for "
         f"{run.several_s:.2f} s at most")
     stalls = ", ".join(f"{s['seconds']:g}" for s in run.stalls) or "none"
+    median, worst = run.median_worst()
     text = (f"{len(run.targets)} targets ({run.count('ok')} ok, {run.count('superseded')} "
             f"superseded, {run.count('late')} late, {run.count('lost')} lost), latency median "
-            f"{fmt(run.median)} s worst {fmt(run.worst)} s; stalls {stalls} s; reconnects "
+            f"{fmt(median)} s worst {fmt(worst)} s; stalls {stalls} s; reconnects "
             f"{run.reconnects}; bridge sessions max {sessions}; wrong-target heat "
             f"{run.wrong_heat_s:.1f} s (longest {run.wrong_heat_longest_s:.1f} s); shutdowns "
             f"{len(run.shutdowns)}")
