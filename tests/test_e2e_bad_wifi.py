@@ -66,15 +66,17 @@ def test_a_20s_stall_leaves_one_session_and_the_target_changed_in_it_arrives(
 
 
 def test_three_connect_timeouts_in_a_row_leave_no_session_behind(make_stack) -> None:
-    stack: Stack = make_stack(impair="clear", panda_options=DEFAULTS)
+    # Readings stop for over 30 s here: Klipper's stale check (rightly) would end the heat.
+    stack: Stack = make_stack(impair="clear", panda_options=DEFAULTS, stale_timeout=90.0)
     assert stack.impair is not None
     stack.set_target(45)
     stack.wait_sim(heating_at(45), 5.0, "device at 45")
     time.sleep(2.5)
     accepted = stack.impair.state()["accepted"]
     stack.impair.stall(120.0)
-    # The silence ends the session (10 s), then three upgrades time out (5 s
-    # each): the fourth attempt is under way when the link comes back.
+    # The silence ends the session (10 s; its close unanswered for 5 s), then
+    # three upgrades time out (5 s each): the fourth is under way when the
+    # link comes back.
     wait_until(lambda: stack.impair.state()["accepted"] >= accepted + 4, 40.0, 0.05,
                "the fourth connect attempt")
     failures = stack.device()["last_error"]

@@ -45,6 +45,8 @@ _MAX_MESSAGE_SIZE = 1024 * 1024
 #: A connection that lasted this long was healthy: the next drop retries quickly.
 #: Shorter ones (a device that accepts and closes at once) keep backing off.
 STABLE_CONNECTION_S = 2.0
+#: tornado aborts a connection whose close is not answered within 5 s.
+CLOSE_WAIT_S = 5.5
 #: Default period of the idempotent re-assert (``reassert_interval``).
 REASSERT_INTERVAL_S = 20.0
 
@@ -122,7 +124,7 @@ class StockWebSocketLink(DeviceLink):
         self._note_connected()
         logging.info("panda_breath [%s]: connected to %s:%d", self.name, self.address, self.port)
         reason = "closed by device"
-        abrupt = False
+        abrupt = gone = False
         try:
             self._set_state(LINK_CONNECTED)
             self.listener.on_link_up()
@@ -133,6 +135,7 @@ class StockWebSocketLink(DeviceLink):
                     reason = "device silent for %.0f s" % self.silence_timeout
                     break
                 if message is None:
+                    gone = True
                     if ws.close_code is None:
                         abrupt = True
                         self.abrupt_closes += 1
@@ -145,6 +148,8 @@ class StockWebSocketLink(DeviceLink):
             self._forget_writes()
             ws.close(1000 if self._closing else 1001)
             self._session_ended(reason, self._closing)
+            if not (self._closing or gone):
+                await _closed(ws)
         return abrupt
 
     def _handle_message(self, message: str | bytes) -> None:
@@ -283,6 +288,21 @@ async def open_websocket(url: str, timeout: float) -> tornado_ws.WebSocketClient
     except BaseException:
         future.add_done_callback(_close_late)
         raise
+
+
+async def _closed(ws: tornado_ws.WebSocketClientConnection) -> None:
+    """Wait until the device answered our close (tornado gives up after 5 s).
+
+    On a lagging link our close may reach the device after a new connection
+    would: the device would hold two sessions of ours meanwhile.
+    """
+    deadline = time.monotonic() + CLOSE_WAIT_S
+    try:
+        while await asyncio.wait_for(ws.read_message(),
+                                     max(0.01, deadline - time.monotonic())) is not None:
+            pass
+    except asyncio.TimeoutError:
+        pass
 
 
 def _close_late(future: asyncio.Future[tornado_ws.WebSocketClientConnection]) -> None:
