@@ -194,11 +194,40 @@ to reconnect_max_delay (5 s) away; hence 5 s + 1 s (connect, snapshot,
 sampling).  Each episode is reported with the fault before it.  It is printed as
 the ``soak`` row (its times are the uncommanded-heat episodes) plus details.
 
-``--quick`` (CI, about 3.5 minutes on 2 cores): v1.0.3, stock_mqtt, esphome and
+Bad Wi-Fi (``testbed.wifisuite``): on every path the device's link runs
+through ``scripts/impair.py`` (stock and DragonBreath: between the component
+and the device; MQTT: between the device and the broker), the component at
+its default timings (DragonBreath with ``lease_timeout: 30``, which outlives a
+20 s stall).  Klipper changes its target every 6 s (a third of them 0) while
+the proxy plays a profile:
+
+wifi-mild, wifi-bad, wifi-awful
+    80 +- 60 ms and a 2 s stall every 30 s (60 s); 250 +- 200 ms and 5 s every
+    20 s (60 s); 500 +- 400 ms, 8 s every 15 s and a 20 s stall (at 12 s;
+    every 2 min in the soak) (75 s).  Each target must reach the device
+    within 1 s + the profile's longest one-way delay + every stall it met (a
+    target replaced before that and never reached is ``superseded``); after
+    the run the link clears and the last target must arrive.  Reported: the
+    median and worst latency, the component's reconnects, the most bridge
+    sessions open at the device (WebSocket clients or event streams, sampled
+    every 0.1 s) and the longest time more than one was open (the
+    simulator's exact count; bound 0.5 s: when a stall ends, a connection
+    the bridge gave up on arrives with its close and the device opens and
+    ends it at once), wrong-target heating time, shutdowns.  The repetitions
+    column counts targets.
+wifi-soak
+    ``--wifi-soak MINUTES`` (30; 0.75 with ``--quick``) of awful on
+    ``--wifi-soak-firmware`` (v1.0.3), same checks.  Wall minutes: a stall is
+    measured against the component's real timeouts and cannot be compressed.
+    ``--wifi-silence-timeout S`` runs the bad Wi-Fi rows and this soak with
+    another ``silence_timeout`` (to measure the silence rule).
+
+``--quick`` (CI, about 4 minutes on 2 cores): v1.0.3, stock_mqtt, esphome and
 dragonbreath, the rows in QUICK_FAULTS (every fault kind once somewhere, no
 30 s silence and no wait for the 20 s re-assert; on dragonbreath the stream
-reset, host-killed and the take-overs), one repetition, and a 1 h soak whose
-warm-up is a burst of every fault kind.  The soak runs on the other paths only.
+reset, host-killed and the take-overs), one repetition, a 1 h soak whose
+warm-up is a burst of every fault kind (the soak runs on the other paths
+only), and a 45 s Wi-Fi soak (an 8 s and a 20 s stall); no bad Wi-Fi rows.
 """
 
 from __future__ import annotations
@@ -218,6 +247,7 @@ from testbed.faultsuite import (
     NAMESPACE_ENV,
     ROW_NAMES,
     Harness,
+    Rep,
     Row,
     SoakResult,
     dump_json,
@@ -225,6 +255,15 @@ from testbed.faultsuite import (
     private_hosts,
     run_fault,
     run_soak,
+)
+from testbed.wifisuite import (
+    PROFILES,
+    ROW_SECONDS,
+    WifiRun,
+    describe,
+    run_wifi,
+    wifi_firmware_note,
+    wifi_harness,
 )
 
 QUICK_FIRMWARES = ("v1.0.3", "stock_mqtt", "esphome", "dragonbreath")
@@ -250,6 +289,10 @@ QUICK_FAULTS: dict[str, tuple[str, ...]] = {
     "dragonbreath": ("connection-reset", "host-killed", "takeover-web"),
 }
 QUICK_SOAK_HOURS = 1.0
+WIFI_ROWS = [f"wifi-{p}" for p in PROFILES]
+#: The Wi-Fi soak: wall minutes of "awful" (its stalls cannot be compressed:
+#: they are measured against the bridge's real timeouts).
+WIFI_SOAK_MINUTES, QUICK_WIFI_SOAK_MINUTES = 30.0, 0.75
 SOAK_FIRMWARES = tuple(fw for fw in FIRMWARES if fw != "dragonbreath")
 
 
@@ -264,7 +307,8 @@ def select_faults(patterns: list[str] | None) -> list[str]:
     for fault in FAULTS:
         if any(fnmatch.fnmatch(row, p) for p in patterns for row in fault.rows):
             chosen.append(fault.name)
-    unknown = [p for p in patterns if not any(fnmatch.fnmatch(r, p) for r in ROW_NAMES)]
+    unknown = [p for p in patterns
+               if not any(fnmatch.fnmatch(r, p) for r in ROW_NAMES + WIFI_ROWS)]
     if unknown:
         raise SystemExit(f"unknown fault(s) {unknown}; rows are: {', '.join(ROW_NAMES)}")
     return chosen
@@ -345,6 +389,62 @@ def soak_details(soak: SoakResult) -> str:
     ])
 
 
+def wifi_profiles(args: argparse.Namespace) -> list[str]:
+    """The bad Wi-Fi rows to run on every path (none with --quick: its soak covers them)."""
+    if args.quick and not args.fault:
+        return []
+    patterns = args.fault or ["*"]
+    return [p for p in PROFILES if any(fnmatch.fnmatch(f"wifi-{p}", pat) for pat in patterns)]
+
+
+def wifi_row(run: WifiRun, name: str | None = None) -> Row:
+    """One table row from a bad Wi-Fi run: its targets are the repetitions."""
+    reps = [Rep(t.verdict, t.verdict in ("ok", "superseded"), t.latency)
+            for t in run.targets]
+    if reps:
+        reps[0].shutdowns, reps[0].secrets = len(run.shutdowns), run.secrets
+    status = "error" if run.errors else ("ok" if run.ok else "MISS")
+    sessions = "-" if run.sessions_max is None else (
+        f"{run.sessions_max} (two for {run.several_s or 0:.2f} s at most)")
+    reason = (f"{run.profile}: reconnects {run.reconnects}, most bridge sessions {sessions}, "
+              f"wrong-target heat {run.wrong_heat_s:.1f} s, late {run.count('late')}, "
+              f"lost {run.count('lost')}" + (f"; {run.errors[0]}" if run.errors else ""))
+    return Row(name or f"wifi-{run.profile}", run.firmware, "each target <= stall met + 1 s",
+               None, status, reps, reason)
+
+
+def run_wifi_rows(root: Path, firmware: str, profiles: list[str], seed: int,
+                  runs: list[WifiRun], silence: float | None = None) -> list[Row]:
+    if not profiles:
+        return []
+    harness = wifi_harness(root, firmware, progress, silence)
+    progress(f"[{firmware}] bad Wi-Fi rows ({wifi_firmware_note(firmware)})")
+    try:
+        for i, profile in enumerate(profiles):
+            runs.append(run_wifi(harness, profile, ROW_SECONDS[profile], seed + i,
+                                 progress=progress))
+    finally:
+        harness.stop()
+    return [wifi_row(run) for run in runs[-len(profiles):]]
+
+
+def run_wifi_soak(root: Path, args: argparse.Namespace, runs: list[WifiRun]) -> list[Row]:
+    """Minutes of "awful" on one path; its 20 s stall every 2 min (the first after 12 s)."""
+    if args.wifi_soak <= 0:
+        return []
+    seconds = args.wifi_soak * 60.0
+    progress(f"[wifi soak] {args.wifi_soak:g} min of awful on {args.wifi_soak_firmware}")
+    harness = wifi_harness(root / "soak", args.wifi_soak_firmware, progress,
+                           args.wifi_silence_timeout)
+    try:
+        run = run_wifi(harness, "awful", seconds, args.seed, first_stall=3.0 if seconds < 60
+                       else None, progress=progress)
+    finally:
+        harness.stop()
+    runs.append(run)
+    return [wifi_row(run, f"wifi-soak {args.wifi_soak:g} min")]
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/faults", description=__doc__.split("\n\n")[0],
@@ -369,6 +469,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--soak-fault-every", type=float, default=5.0, metavar="MINUTES",
                         help="device minutes between soak faults (5)")
     parser.add_argument("--seed", type=int, default=1, help="soak random seed (1)")
+    parser.add_argument("--wifi-soak", type=float, default=None, metavar="MINUTES",
+                        help=f"wall minutes of the awful Wi-Fi soak (default "
+                        f"{WIFI_SOAK_MINUTES:g}; {QUICK_WIFI_SOAK_MINUTES:g} with --quick; "
+                        "0: none)")
+    parser.add_argument("--wifi-soak-firmware", default="v1.0.3", choices=FIRMWARES,
+                        help="firmware path of the Wi-Fi soak (v1.0.3)")
+    parser.add_argument("--wifi-silence-timeout", type=float, default=None, metavar="S",
+                        help="the component's silence_timeout in the bad Wi-Fi rows and soak "
+                        "(default: the component's own), to measure the silence rule")
     parser.add_argument("--json", type=Path, metavar="PATH", help="save the results as JSON")
     parser.add_argument("--workdir", type=Path,
                         help="keep the stacks' logs here (default: a temporary directory)")
@@ -379,6 +488,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         args.repeat = 1 if args.quick else 3
     if args.soak is None:
         args.soak = QUICK_SOAK_HOURS if args.quick else 24.0
+    if args.wifi_soak is None:
+        args.wifi_soak = QUICK_WIFI_SOAK_MINUTES if args.quick else WIFI_SOAK_MINUTES
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return args
@@ -404,6 +515,7 @@ def main(argv: list[str]) -> int:
         if needs_names(work):
             hosts, names_problem = private_hosts(root)
         rows: list[Row] = []
+        wifi_runs: list[WifiRun] = []
         for firmware, faults in work:
             harness = Harness(root, firmware, hosts, progress)
             progress(f"[{firmware}] starting the stack")
@@ -413,6 +525,9 @@ def main(argv: list[str]) -> int:
                         rows += run_fault(harness, fault, args.repeat, names_problem, progress)
             finally:
                 harness.stop()
+            rows += run_wifi_rows(root, firmware, wifi_profiles(args), args.seed, wifi_runs,
+                                  args.wifi_silence_timeout)
+        rows += run_wifi_soak(root, args, wifi_runs)
         soak = None
         if args.soak > 0:
             progress(f"[soak] {args.soak:g} h on {args.soak_firmware} at x{args.time_scale:g}")
@@ -425,6 +540,8 @@ def main(argv: list[str]) -> int:
         print(f"[{i}] {note}")
     if soak is not None:
         print(soak_details(soak))
+    for run in wifi_runs:
+        print(f"bad Wi-Fi {run.profile} ({run.seconds:g} s) on {run.firmware}: {describe(run)}")
     failing = [r for r in rows if r.failed or (
         args.strict and r.status in ("not available", "not run"))]
     ok = not failing and (soak is None or soak.ok)
@@ -436,6 +553,7 @@ def main(argv: list[str]) -> int:
             "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
             "wall_s": wall, "ok": ok, "rows": [r.to_json() for r in rows],
             "soak": soak.to_json() if soak is not None else None,
+            "wifi": [run.to_json() for run in wifi_runs],
         }
         dump_json(args.json, data)
     return 0 if ok else 1

@@ -17,6 +17,7 @@ from tornado.simple_httpclient import SimpleAsyncHTTPClient
 from tornado.tcpclient import TCPClient
 
 from . import dragonbreath as db
+from .link import USER_AGENT
 
 #: Per-request limit for everything but the stream (the reference suggests ~4 s).
 REQUEST_TIMEOUT_S = 4.0
@@ -43,11 +44,25 @@ class _StreamTCPClient(TCPClient):
     def __init__(self) -> None:
         super().__init__()
         self.last_stream: IOStream | None = None
+        #: Set by ``abort``: a connect still under way is closed the moment it completes.
+        self.aborted = False
 
     async def connect(self, *args: Any, **kwargs: Any) -> IOStream:
         stream = await super().connect(*args, **kwargs)
         self.last_stream = stream
+        if self.aborted:
+            stream.close()
         return stream
+
+    def arm(self) -> None:
+        """A new stream request begins: only an abort from now on ends it."""
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+        stream = self.last_stream
+        if stream is not None and not stream.closed():
+            stream.close()
 
 
 class DragonBreathHttp:
@@ -102,6 +117,7 @@ class DragonBreathHttp:
         return HTTPRequest(
             self.base + path,
             connect_timeout=min(self.connect_timeout, REQUEST_TIMEOUT_S),
+            user_agent=USER_AGENT,
             **options,
         )
 
@@ -149,13 +165,13 @@ class DragonBreathHttp:
             header_callback=on_header,
             streaming_callback=on_chunk,
         )
+        assert self._stream_tcp is not None
+        self._stream_tcp.arm()
         future = asyncio.ensure_future(client.fetch(request, raise_error=False))
         # If the follower is cancelled while the stream runs, its end is still collected.
         future.add_done_callback(_collect)
         return future
 
     def abort_stream(self) -> None:
-        tcp = self._stream_tcp
-        stream = tcp.last_stream if tcp is not None else None
-        if stream is not None and not stream.closed():
-            stream.close()
+        if self._stream_tcp is not None:
+            self._stream_tcp.abort()

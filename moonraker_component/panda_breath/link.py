@@ -21,6 +21,9 @@ LINK_CONNECTING = "connecting"
 LINK_CONNECTED = "connected"
 LINK_DISCONNECTED = "disconnected"
 LINK_CLOSED = "closed"
+#: Sent with every connection the bridge opens, so a device (or the simulator) can
+#: tell the bridge's sessions from its web page's and its app's.
+USER_AGENT = "moonraker-panda-breath"
 
 #: The same problem is logged at most once per this many seconds, with a count.
 LOG_INTERVAL_S = 60.0

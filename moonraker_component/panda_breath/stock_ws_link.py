@@ -21,10 +21,18 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from tornado import websocket as tornado_ws
+from tornado.httpclient import HTTPRequest
 
 from . import stock_ws
 from .backoff import Backoff
-from .link import LINK_CLOSED, LINK_CONNECTED, LINK_CONNECTING, LINK_DISCONNECTED, DeviceLink
+from .link import (
+    LINK_CLOSED,
+    LINK_CONNECTED,
+    LINK_CONNECTING,
+    LINK_DISCONNECTED,
+    USER_AGENT,
+    DeviceLink,
+)
 from .model import MODE_DRYING, MODE_ON, DeviceReport, FrameError, device_degrees
 from .resolve import resolve_host
 
@@ -37,6 +45,8 @@ _MAX_MESSAGE_SIZE = 1024 * 1024
 #: A connection that lasted this long was healthy: the next drop retries quickly.
 #: Shorter ones (a device that accepts and closes at once) keep backing off.
 STABLE_CONNECTION_S = 2.0
+#: tornado aborts a connection whose close is not answered within 5 s.
+CLOSE_WAIT_S = 5.5
 #: Default period of the idempotent re-assert (``reassert_interval``).
 REASSERT_INTERVAL_S = 20.0
 
@@ -77,7 +87,7 @@ class StockWebSocketLink(DeviceLink):
         while not self._closing:
             self._set_state(LINK_CONNECTING)
             try:
-                ws = await asyncio.wait_for(self._connect(), self.connect_timeout)
+                ws = await self._connect()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - every failure means "retry later"
@@ -104,11 +114,7 @@ class StockWebSocketLink(DeviceLink):
         self.address = await resolve_host(self.host, self.connect_timeout)
         host = "[%s]" % self.address if ":" in self.address else self.address
         url = "ws://%s:%d/ws" % (host, self.port)
-        return await tornado_ws.websocket_connect(
-            url,
-            connect_timeout=self.connect_timeout,
-            max_message_size=_MAX_MESSAGE_SIZE,
-        )
+        return await open_websocket(url, self.connect_timeout)
 
     async def _serve(self, ws: tornado_ws.WebSocketClientConnection) -> bool:
         """Read until the connection ends; True if it ended without a close frame."""
@@ -118,7 +124,7 @@ class StockWebSocketLink(DeviceLink):
         self._note_connected()
         logging.info("panda_breath [%s]: connected to %s:%d", self.name, self.address, self.port)
         reason = "closed by device"
-        abrupt = False
+        abrupt = gone = False
         try:
             self._set_state(LINK_CONNECTED)
             self.listener.on_link_up()
@@ -129,6 +135,7 @@ class StockWebSocketLink(DeviceLink):
                     reason = "device silent for %.0f s" % self.silence_timeout
                     break
                 if message is None:
+                    gone = True
                     if ws.close_code is None:
                         abrupt = True
                         self.abrupt_closes += 1
@@ -141,6 +148,8 @@ class StockWebSocketLink(DeviceLink):
             self._forget_writes()
             ws.close(1000 if self._closing else 1001)
             self._session_ended(reason, self._closing)
+            if not (self._closing or gone):
+                await _closed(ws)
         return abrupt
 
     def _handle_message(self, message: str | bytes) -> None:
@@ -259,6 +268,47 @@ class StockWebSocketLink(DeviceLink):
             "V%d.%d.%d" % self.version if self.version_known else None
         )
         return info
+
+
+async def open_websocket(url: str, timeout: float) -> tornado_ws.WebSocketClientConnection:
+    """The upgrade within ``timeout``; a connection given up on is closed, never left open.
+
+    On a stalling Wi-Fi link the device may accept an upgrade long after we
+    stopped waiting: a forgotten connection would hold one of its few client
+    slots.  tornado's own request timeout closes the socket of an unfinished
+    upgrade, and an upgrade that finishes after a timeout or cancellation is
+    closed the moment it does.
+    """
+    request = HTTPRequest(url, connect_timeout=timeout, request_timeout=timeout,
+                          headers={"User-Agent": USER_AGENT})
+    future = asyncio.ensure_future(
+        tornado_ws.websocket_connect(request, max_message_size=_MAX_MESSAGE_SIZE))
+    try:
+        return await asyncio.wait_for(asyncio.shield(future), timeout)
+    except BaseException:
+        future.add_done_callback(_close_late)
+        raise
+
+
+async def _closed(ws: tornado_ws.WebSocketClientConnection) -> None:
+    """Wait until the device answered our close (tornado gives up after 5 s).
+
+    On a lagging link our close may reach the device after a new connection
+    would: the device would hold two sessions of ours meanwhile.
+    """
+    deadline = time.monotonic() + CLOSE_WAIT_S
+    try:
+        while await asyncio.wait_for(ws.read_message(),
+                                     max(0.01, deadline - time.monotonic())) is not None:
+            pass
+    except asyncio.TimeoutError:
+        pass
+
+
+def _close_late(future: asyncio.Future[tornado_ws.WebSocketClientConnection]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    future.result().close(1001)
 
 
 def _describe(exc: BaseException) -> str:

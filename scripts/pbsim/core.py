@@ -114,6 +114,7 @@ class SimCore:
             "thermal": self._control_temperatures,
             "time_scale": lambda p: self.set_time_scale(float(p["value"])),
             "state": lambda p: {"state": self.state()},
+            "reset_session_peak": lambda p: self.journal.sessions.reset_peak(),
         }
 
     def _state(self, now: float) -> dict[str, Any]:
@@ -382,6 +383,7 @@ class SimCore:
             "refuse_remaining": round(max(0.0, self.refuse_until - now), 3),
             "counters": dict(self.journal.counters),
             "recent_frames": list(self.journal.recent),
+            **self.journal.sessions.state(),
             "flash": {k: v for k, v in self.flash.data.items() if k != "ctl_token"},
             **self._state(now),
         }

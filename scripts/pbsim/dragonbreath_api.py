@@ -32,6 +32,7 @@ from pbsim.dragonbreath import (
 )
 from pbsim.http_server import EventStream, HttpRequest, HttpResponse, StreamResponse
 from pbsim.journal import Journal, Outcome
+from pbsim.sessions import is_bridge
 
 #: Kept by hostile events where the kind allows: the client checks it first.
 HOSTILE_KEEP = ("api_version",)
@@ -133,7 +134,7 @@ class EventStreams:
         self.open.clear()
         return count
 
-    def accept(self) -> StreamResponse:
+    def accept(self, bridge: bool = False) -> StreamResponse:
         if len(self.open) + self.phantoms() >= self.max_streams:
             self.journal.count("streams_refused")
             raise Refused(503, "busy", "event stream slots full")
@@ -141,11 +142,14 @@ class EventStreams:
         def opened(stream: EventStream) -> None:
             self.open[stream.id] = stream
             self.journal.count("streams_opened")
+            if bridge:
+                self.journal.sessions.opened(("stream", stream.id))
             if not self.silent:
                 stream.send("state", _compact(state_json(self.device)), self.device.revision)
 
         def closed(stream: EventStream) -> None:
             self.open.pop(stream.id, None)
+            self.journal.sessions.closed(("stream", stream.id))
 
         return StreamResponse(opened, closed)
 
@@ -205,7 +209,7 @@ class DragonBreathApi:
             await asyncio.sleep(self.response_delay)
         try:
             if request.method == "GET":
-                return self._get(path)
+                return self._get(path, request.headers.get("user-agent"))
             answer = self._post(request)
             if path == "/api/v2/heartbeat" and self.heartbeat_answer_delay > 0:
                 await asyncio.sleep(self.heartbeat_answer_delay)
@@ -217,7 +221,7 @@ class DragonBreathApi:
                     "state": state_json(self.device)}
             return HttpResponse(exc.status, body)
 
-    def _get(self, path: str) -> HttpResponse | StreamResponse:
+    def _get(self, path: str, user_agent: str | None = None) -> HttpResponse | StreamResponse:
         if path == "/api/v2/info":
             return HttpResponse(200, self._info())
         if path == "/api/v2/state":
@@ -228,7 +232,7 @@ class DragonBreathApi:
         if path == "/settings":
             return HttpResponse(200, self.settings_json())
         if path == "/api/v2/events":
-            return self.streams.accept()
+            return self.streams.accept(is_bridge(user_agent))
         if path == "/api/v2/logs":
             return HttpResponse(200, {"api_version": 2, "count": 0, "entries": []})
         # The portal's catch-all serves the dashboard for any other GET.

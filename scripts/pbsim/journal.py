@@ -14,6 +14,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from pbsim.sessions import BridgeSessions
+
 RECENT_FRAMES = 50
 #: Payloads longer than this are summarised in the journal, not stored.
 MAX_STORED_PAYLOAD = 4096
@@ -50,6 +52,8 @@ class Journal:
         self.counters: Counter[str] = Counter()
         self.recent: deque[dict[str, Any]] = deque(maxlen=RECENT_FRAMES)
         self.last_applied_at: dict[str, float] = {}
+        #: The bridge's open sessions (WebSocket clients, event streams).
+        self.sessions = BridgeSessions()
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n

@@ -33,6 +33,7 @@ from websockets.http11 import Request, Response
 from websockets.protocol import State
 
 from pbsim.journal import Journal
+from pbsim.sessions import is_bridge
 
 log = logging.getLogger("pbsim.server")
 
@@ -164,6 +165,9 @@ class SimServer:
         client = Client(self._next_id, conn, _peer(conn))
         self._next_id += 1
         self.clients[client.id] = client
+        bridge = is_bridge(conn.request.headers.get("User-Agent") if conn.request else None)
+        if bridge:
+            self.journal.sessions.opened(("ws", client.id))
         self.journal.count("connections_total")
         log.info("client %d connected from %s (%d open)", client.id, client.peer, len(self.clients))
         try:
@@ -175,6 +179,8 @@ class SimServer:
             pass
         finally:
             self.clients.pop(client.id, None)
+            if bridge:
+                self.journal.sessions.closed(("ws", client.id))
             if conn.close_code is not None:  # e.g. 1009: a frame was too big for the client
                 self.journal.count(f"ws_client_close_{conn.close_code}")
             log.info("client %d gone (%d open)", client.id, len(self.clients))

@@ -391,9 +391,12 @@ class Harness:
     def __init__(
         self, workdir: Path, firmware: str, hosts: HostsFile | None = None,
         progress: Callable[[str], None] = lambda _: None, time_scale: float = 30.0,
+        impair: str | None = None, lease_timeout: float = DB_LEASE_TIMEOUT,
     ) -> None:
         self.workdir, self.firmware, self.hosts, self.progress = workdir, firmware, hosts, progress
         self.time_scale = time_scale
+        #: A profile of scripts/impair.py: the stack's device link runs through the proxy.
+        self.impair, self.lease_timeout = impair, lease_timeout
         self.stack: Stack | None = None
         self.host_name: str | None = None  # None: the simulator's IP address
         self.starts = 0
@@ -426,7 +429,7 @@ class Harness:
         if self.ws and self.host_name:
             options["host"] = self.host_name
         if self.db:
-            options.update(lease_timeout=f"{DB_LEASE_TIMEOUT:g}", token=DB_TOKEN)
+            options.update(lease_timeout=f"{self.lease_timeout:g}", token=DB_TOKEN)
         return options
 
     def moonraker_config(self) -> str:
@@ -435,9 +438,10 @@ class Harness:
             return mqtt_section(self.s.broker.port) + panda_mqtt_section(
                 self.firmware, **self.panda_options()
             )
+        port = self.s.impair.port if self.s.impair is not None else self.s.sim.port
         if self.db:
-            return panda_section(self.s.sim.port, firmware=DRAGONBREATH, **self.panda_options())
-        return panda_section(self.s.sim.port, **self.panda_options())
+            return panda_section(port, firmware=DRAGONBREATH, **self.panda_options())
+        return panda_section(port, **self.panda_options())
 
     def start(self) -> None:
         self.starts += 1
@@ -449,7 +453,7 @@ class Harness:
             sim_args = ("--db-token", DB_TOKEN)
         self.stack = start_stack(
             run, self.firmware, time_scale=self.time_scale, sim_args=sim_args,
-            panda_options=self.panda_options(), moonraker_debug=True,
+            panda_options=self.panda_options(), moonraker_debug=True, impair=self.impair,
         )
         self.logs = LogWatch(self.stack)
 
@@ -620,7 +624,7 @@ class Harness:
         if self.state()["fault_latched"]:
             self.clear_fault()
             wait_until(lambda: not self.state()["fault_latched"], 5.0, 0.1, "fault cleared")
-        wait_until(lambda: self.state()["comms_ms"] == int(DB_LEASE_TIMEOUT * 1000), 35.0, 0.2,
+        wait_until(lambda: self.state()["comms_ms"] == int(self.lease_timeout * 1000), 35.0, 0.2,
                    "the component's lease_timeout at the device")
 
     def firmware_restart(self) -> None:

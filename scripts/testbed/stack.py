@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from . import wait_until
 from .configs import panda_section, printer_cfg
+from .impairment import Impairment
 from .klippy import Klippy
 from .moonraker import Moonraker
 from .mosquitto import Mosquitto
@@ -47,6 +48,8 @@ class Stack:
     parts: list[Any] = field(default_factory=list)
     heater_object: str = HEATER_OBJECT
     heater: str = "chamber"
+    #: The bad Wi-Fi link between the bridge and the device (``start_stack(impair=...)``).
+    impair: Impairment | None = None
 
     def wait_sim(
         self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 5.0,
@@ -120,6 +123,7 @@ def start_stack(
     heater: str = "chamber",
     printer_data: bool = False,
     stack_class: type[S] = Stack,  # type: ignore[assignment]
+    impair: str | None = None,
 ) -> S:
     """Start every part and return once Klipper's heater has its first reading.
 
@@ -128,11 +132,14 @@ def start_stack(
     stopped before the error propagates.  ``printer_data=True`` lays the parts
     out as on a printer (``testbed.printer_data``: WORKDIR/printer_data, the
     usual macros), so Moonraker and the UIs raise no path or configuration
-    warnings; the demo runs that way.
+    warnings; the demo runs that way.  ``impair`` (a profile of ``scripts/impair.py``,
+    e.g. ``"clear"``) puts the Wi-Fi proxy on the device's link: between the
+    component and the device, or for MQTT between the device and the broker.
     """
     if firmware not in FIRMWARES:
         raise ValueError(f"firmware must be one of {', '.join(FIRMWARES)}")
     parts: list[Any] = []
+    proxy: Impairment | None = None
     try:
         broker = None
         sim_firmware = firmware
@@ -140,6 +147,9 @@ def start_stack(
         if firmware in MQTT_FIRMWARES:
             broker = Mosquitto(workdir / "broker").start()
             parts.append(broker)
+            if impair is not None:
+                proxy = Impairment(workdir / "impair", broker.port, profile=impair).start()
+                parts.append(proxy)
             sim_firmware = "esphome" if firmware == "esphome" else "v1.0.4"
             # The example ESPHome firmware runs the fan with the heater.
             device_args = ("--device-id", DEVICE_ID, "--frame-interval", "1")
@@ -147,10 +157,16 @@ def start_stack(
                 device_args += ("--esphome-fan-with-heat",)
         sim = SimProcess(
             workdir / "sim", port=sim_port, firmware=sim_firmware, time_scale=time_scale,
-            mqtt=broker, extra_args=device_args + tuple(sim_args),
+            mqtt=proxy.port if proxy is not None else broker,
+            extra_args=device_args + tuple(sim_args),
         )
         sim.start()
         parts.append(sim)
+        device_port = sim.port
+        if impair is not None and broker is None:
+            proxy = Impairment(workdir / "impair", sim.port, profile=impair).start()
+            parts.append(proxy)
+            device_port = proxy.port
         layout = PrinterData(workdir) if printer_data else None
         if layout is not None:
             klippy = layout.klippy(
@@ -171,9 +187,9 @@ def start_stack(
         if broker is not None:
             panda = mqtt_section(broker.port) + panda_mqtt_section(firmware, **panda_options)
         elif firmware == "dragonbreath":
-            panda = panda_section(sim.port, firmware="dragonbreath", **panda_options)
+            panda = panda_section(device_port, firmware="dragonbreath", **panda_options)
         else:
-            panda = panda_section(sim.port, **panda_options)
+            panda = panda_section(device_port, **panda_options)
         moonraker = Moonraker(
             workdir / "moonraker", klippy.socket_path,
             extra_config=panda + extra_moonraker_config,
@@ -192,4 +208,4 @@ def start_stack(
         raise
     heater_object = HEATER_OBJECTS[heater_setup].replace(" chamber", " " + heater)
     return stack_class(workdir, firmware, sim, klippy, moonraker, broker, parts,
-                       heater_object, heater)
+                       heater_object, heater, proxy)
