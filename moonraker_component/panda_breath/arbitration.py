@@ -77,7 +77,13 @@ class Arbitration:
         if link is None or not link.arbitrates:
             return None
         source = report.source
-        if source is None or source in (link.own_source, "boot") or source == self.external_control:
+        if source is not None and source == link.own_source:
+            # The device's latest change is ours (the link drops snapshots
+            # older than one it has seen): nobody else controls it now, even
+            # if a snapshot taken before our write said so after a release.
+            self.external_control = None
+            return None
+        if source is None or source == "boot" or source == self.external_control:
             return None
         self.external_control = source
         event = "%s took control of the device; Klipper's next target takes it back" % source
