@@ -24,8 +24,10 @@ SLOW_FILES = ("test_faults_script.py", "test_e2e_chamber_sensor.py")
 #: Files whose tests run in-process (protocols, decoders, links against in-process
 #: simulators, the controller, regulation, the simulator's units, property tests).
 QUICK_FILES = (
-    "test_config.py", "test_controller.py", "test_decoder_properties.py",
-    "test_dragonbreath_link.py", "test_dragonbreath_protocol.py", "test_klipper_state.py",
+    "test_arbitration.py", "test_backoff.py", "test_config.py", "test_controller.py",
+    "test_decoder_properties.py", "test_device_notices.py", "test_dragonbreath_link.py",
+    "test_dragonbreath_protocol.py", "test_impair.py", "test_klipper_state.py",
+    "test_link_given_up.py", "test_sim_sessions.py",
     "test_mqtt_protocols.py", "test_regulation.py", "test_resolve.py", "test_shape.py",
     "test_sim_controls.py", "test_sim_dragonbreath.py", "test_sim_faults.py",
     "test_sim_hostile.py", "test_sim_stock_ws.py", "test_stock_protocol.py",
