@@ -264,3 +264,32 @@ async def test_a_target_while_the_device_reports_a_fault_is_reported() -> None:
         "until the fault clears"
     ]
     assert link.sent[-1] == 0.0
+
+
+async def test_a_request_waits_for_the_first_state_and_no_longer() -> None:
+    """A request made as the link comes up goes on the moment the connection is
+    synced, and at once when the link drops instead (user_requests.first_state)."""
+    from panda_breath.user_requests import UserRequests
+
+    controller, link, _ = make_controller()
+    requests = UserRequests(controller)
+    loop = asyncio.get_running_loop()
+    link.connect(controller, None)  # up, no snapshot yet: not synced
+    waiting = asyncio.ensure_future(requests.first_state())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    began = loop.time()
+    controller.on_report(DeviceReport(snapshot=True, work_on=False, chamber_temp=25.0))
+    await asyncio.wait_for(waiting, 1.0)
+    assert controller.sync.synced and loop.time() - began < 0.01
+
+    link.state = "disconnected"
+    controller.on_link_down("gone")
+    link.connect(controller, None)
+    waiting = asyncio.ensure_future(requests.first_state())
+    await asyncio.sleep(0.01)
+    began = loop.time()
+    link.state = "disconnected"
+    controller.on_link_down("gone")
+    await asyncio.wait_for(waiting, 1.0)
+    assert loop.time() - began < 0.01

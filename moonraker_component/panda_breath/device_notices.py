@@ -28,7 +28,7 @@ from typing import Any
 from .config import DeviceConfig
 from .controller import DeviceController
 from .klippy_relay import console_error
-from .link import DeviceLink
+from .link import DeviceLink, clock
 from .notices import Notice, Notices
 from .power_devices import device_name
 
@@ -38,10 +38,6 @@ FLAP_WINDOW_S = 60.0
 FLAP_QUIET_S = 30.0
 #: A restarted link connected this long counts as running again.
 LINK_RECOVERED_S = 10.0
-
-
-def clock(wall_time: float) -> str:
-    return time.strftime("%H:%M:%S", time.localtime(wall_time))
 
 
 class DeviceNotices:

@@ -12,7 +12,7 @@ from typing import Any
 
 from .config import DeviceConfig
 from .controller import DeviceController
-from .link import DeviceLink
+from .link import DeviceLink, clock
 
 
 class DeviceWarnings:
@@ -50,7 +50,7 @@ class DeviceWarnings:
             reason = self.link.last_error or "no connection yet"
             self.server.add_warning(
                 f"[{self.cfg.section}]: the Panda Breath has been unreachable since "
-                f"{time.strftime('%H:%M:%S', time.localtime(since))} ({reason}). "
+                f"{clock(since)} ({reason}). "
                 "Klipper's chamber reading is not current; targets cannot reach the "
                 "device.",
                 warn_id=warn_id,

@@ -29,6 +29,11 @@ USER_AGENT = "moonraker-panda-breath"
 LOG_INTERVAL_S = 60.0
 
 
+def clock(wall_time: float) -> str:
+    """A wall-clock time as notices, warnings and refusals show it (local, to the second)."""
+    return time.strftime("%H:%M:%S", time.localtime(wall_time))
+
+
 class LinkListener(Protocol):
     def on_link_up(self) -> None:
         """A (re)connected device: resend the desired state."""

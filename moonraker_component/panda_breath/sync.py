@@ -27,6 +27,8 @@ class ConnectionSync:
         #: This connection's snapshot, while the sync is pending.
         self._snapshot: DeviceReport | None = None
         self._timer: asyncio.TimerHandle | None = None
+        #: Requests waiting for this connection to be synced or to end.
+        self._waiters: list[asyncio.Future[None]] = []
 
     def link_up(self) -> None:
         self.link_down()
@@ -38,6 +40,7 @@ class ConnectionSync:
         if self._timer is not None:
             self._timer.cancel()
         self.synced = False
+        self._wake()
 
     def heard(self, report: DeviceReport) -> None:
         """The device spoke before the sync."""
@@ -58,5 +61,21 @@ class ConnectionSync:
         if self._timer is not None:
             self._timer.cancel()
         self.synced = True
+        self._wake()
         snapshot, self._snapshot = self._snapshot, None
         return True, snapshot
+
+    def settled(self) -> asyncio.Future[None]:
+        """Done once this connection is synced or has ended: a request waits on it."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.synced:
+            future.set_result(None)
+        else:
+            self._waiters.append(future)
+        return future
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            if not future.done():  # a request that stopped waiting cancelled its own
+                future.set_result(None)

@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 
 from .controller import KLIPPER_GRACE_S, DeviceController
 from .filtration import request_filter
+from .link import clock
 from .sync import SNAPSHOT_WAIT_S
 
 #: The longest a request waits for the device's first state on a new connection.
 FIRST_STATE_WAIT_S = SNAPSHOT_WAIT_S + 1.0
-#: How often the wait looks.
-FIRST_STATE_POLL_S = 0.05
 
 
 class UserRequests:
@@ -37,10 +35,12 @@ class UserRequests:
     async def first_state(self) -> None:
         """While the link is up but the device's first state is on its way, wait (bounded)."""
         c = self.controller
-        deadline = time.monotonic() + FIRST_STATE_WAIT_S
-        while (c.link is not None and c.link.is_up() and not c.sync.synced
-               and time.monotonic() < deadline):
-            await asyncio.sleep(FIRST_STATE_POLL_S)
+        if c.link is None or not c.link.is_up() or c.sync.synced:
+            return
+        try:
+            await asyncio.wait_for(c.sync.settled(), FIRST_STATE_WAIT_S)
+        except asyncio.TimeoutError:
+            pass
 
     def not_ready(self, synced: bool = True) -> str | None:
         """Why the device cannot take a request now, or None; ``synced``: the request
@@ -52,7 +52,7 @@ class UserRequests:
         if not link.is_up():
             since = link.down_since
             return "the device is not reachable%s%s" % (
-                " since " + time.strftime("%H:%M:%S", time.localtime(since)) if since else "",
+                " since " + clock(since) if since else "",
                 " (%s)" % link.last_error if link.last_error else "")
         if c.sync.synced or not synced:
             return None
