@@ -15,17 +15,17 @@ from types import SimpleNamespace
 
 import faults
 import pytest
+from panda_breath.config import DeviceConfig
 from pbsim.secrets import SECRET_AP_PASSWORD, SECRET_WIFI_PASSWORD
 from testbed import ROOT
-from panda_breath.config import DeviceConfig
 from testbed.faultsuite import (
     DB_STREAM_SILENCE,
     DB_TOKEN,
     FAULTS_BY_NAME,
     MQTT_HANG_S,
     MQTT_SILENCE_SEEN,
-    RECONNECT_MAX_DELAY,
     REASSERT_INTERVAL,
+    RECONNECT_MAX_DELAY,
     SILENCE_TIMEOUT,
     LogWatch,
 )
