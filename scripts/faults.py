@@ -3,7 +3,7 @@
 Run through ``scripts/faults``.  For each firmware path (stock ``v1.0.0`` ...
 ``v1.0.4`` over WebSocket, ``stock_mqtt``, ``esphome``, ``dragonbreath``) one real stack is
 started (simulator, klippy + the extra, Moonraker 0.11 + the component with
-its default timings: ``silence_timeout`` 10 s, ``reconnect_max_delay`` 5 s,
+its default timings: ``silence_timeout`` 12 s, ``reconnect_max_delay`` 5 s,
 ``reassert_interval`` 20 s; Mosquitto for the MQTT paths; the ESPHome device
 models the example firmware's host watchdog) and reused for every row; only
 the part a fault breaks is restarted.  The device's truth is the simulator's
@@ -49,11 +49,17 @@ connection-reset
 silent-socket
     sim ``silence seconds=30`` (frames stop, the socket stays open; new
     connections still get a snapshot).  End: reconnected and heating at T
-    with a resend.  Bound 15 s (silence_timeout 10 s + reconnect).
+    with a resend.  Bound 18.5 s: the silence is seen at most
+    silence_timeout (12 s) after the fault, then the link waits for its
+    close to be answered (up to 5.5 s: tornado gives up on a close after
+    5 s; the simulator answers, a silent device may not), then 1 s to
+    connect and resend.
     stock_mqtt: the simulator's silence covers WebSocket frames only, so the
-    device hangs instead (SIGSTOP 12 s, its broker session stays open); the
-    component must see the silence within 15 s and resync after it; bound
-    12 + 5 s from the hang.  ESPHome: n/a (no silence check by design).
+    device hangs instead (SIGSTOP 16 s, longer than silence_timeout; its
+    broker session stays open); the component must see the silence within
+    13.5 s (12 s after the last state, which came up to 0.5 s before the
+    hang, plus the link's 0.25 s tick) and resync after it; bound 16 + 5 s
+    from the hang.  ESPHome: n/a (no silence check by design).
 reboot-saved-heat
     Klipper target 0; heat saved in flash (stock WS: front-panel ``button``
     work_on=1 set_temp=50, which the device never reports; MQTT paths: the
@@ -131,9 +137,9 @@ connection-reset
     polls the state every second meanwhile.
 silent-socket
     sim ``silence_stream seconds=8`` (the stream stays open, nothing on it).
-    End: the component polls instead (its stream-silence limit, 5 s with
-    silence_timeout 10 s), the device heats at T under the same session for
-    the whole silence.  Bound 6 s.
+    End: the component polls instead (its stream-silence limit, half of
+    silence_timeout and 6 s at most: 6 s), the device heats at T under the
+    same session for the whole silence.  Bound 7 s.
 reboot-lost-settings
     ``reboot wipe=1 down=0.5``: a new boot_id, revision 1, mode off, comms_ms
     back to its 300 s default.  End: heating at T under a new lease of ours.

@@ -62,6 +62,15 @@ def test_an_empty_section_gets_the_documented_defaults() -> None:
     assert (named.name, named.heater) == ("left", "left")
 
 
+def test_the_silence_rule_outlasts_an_8s_wifi_stall_and_a_frame_period() -> None:
+    """An 8 s stall plus one 2 s frame period plus jitter reaches 10 s of silence: the
+    default must be above that (12 s: docs/Developing.md, the bad Wi-Fi soak)."""
+    cfg = read_device_config(Section("panda_breath", host="pb.local"))
+    assert cfg.silence_timeout == 12.0
+    db = read_device_config(Section("panda_breath", firmware="dragonbreath", host="pb.local"))
+    assert db.silence_timeout == 12.0
+
+
 @pytest.mark.parametrize(("option", "value", "message"), [
     ("port", "0", "option 'port': 0 is below the minimum 1"),
     ("device_max_temp", "71", "option 'device_max_temp': 71.0 is above the maximum 70"),

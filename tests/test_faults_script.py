@@ -15,11 +15,18 @@ from types import SimpleNamespace
 
 import faults
 import pytest
+from panda_breath.config import DeviceConfig
 from pbsim.secrets import SECRET_AP_PASSWORD, SECRET_WIFI_PASSWORD
 from testbed import ROOT
 from testbed.faultsuite import (
+    DB_STREAM_SILENCE,
     DB_TOKEN,
     FAULTS_BY_NAME,
+    MQTT_HANG_S,
+    MQTT_SILENCE_SEEN,
+    REASSERT_INTERVAL,
+    RECONNECT_MAX_DELAY,
+    SILENCE_TIMEOUT,
     LogWatch,
 )
 
@@ -41,6 +48,17 @@ def test_quick_subset_covers_every_fault_kind() -> None:
     # DragonBreath's own risks run in CI: the lease watchdog and other controllers.
     assert {"host-killed", "host-killed-restart", "takeover-web", "takeover-button",
             "connection-reset"} <= {row for row, fw in quick_rows() if fw == "dragonbreath"}
+
+
+def test_the_suites_bounds_assume_the_components_default_timings() -> None:
+    """The suite runs the component at its defaults; its bounds are computed from these."""
+    defaults = DeviceConfig("panda_breath", "panda_breath")
+    assert (SILENCE_TIMEOUT, RECONNECT_MAX_DELAY, REASSERT_INTERVAL) == (
+        defaults.silence_timeout, defaults.reconnect_max_delay, defaults.reassert_interval)
+    # The hung MQTT device stays stopped past the moment its silence must be seen.
+    assert MQTT_SILENCE_SEEN < MQTT_HANG_S
+    # DragonBreath's stream-silence limit, as dragonbreath_stream computes it.
+    assert DB_STREAM_SILENCE == min(6.0, SILENCE_TIMEOUT / 2)
 
 
 def test_log_scan_finds_secrets_raw_frames_and_shutdowns(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import dragonbreath
+from .link import SILENCE_TIMEOUT_S
 from .model import (
     DEVICE_MAX_TARGET,
     DRYING_HOURS_RANGE,
@@ -42,7 +43,7 @@ class DeviceConfig:
     heater: str = "chamber"
     device_max_temp: float = DEVICE_MAX_TARGET
     connect_timeout: float = 5.0
-    silence_timeout: float = 10.0
+    silence_timeout: float = SILENCE_TIMEOUT_S
     reconnect_max_delay: float = 5.0
     reassert_interval: float = 20.0
     # DragonBreath.

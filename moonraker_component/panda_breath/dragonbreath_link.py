@@ -30,7 +30,14 @@ from .dragonbreath_http import REQUEST_TIMEOUT_S, DragonBreathHttp
 from .dragonbreath_lease import Lease
 from .dragonbreath_session import Session
 from .dragonbreath_stream import EventStream
-from .link import LINK_CLOSED, LINK_CONNECTED, LINK_CONNECTING, LINK_DISCONNECTED, DeviceLink
+from .link import (
+    LINK_CLOSED,
+    LINK_CONNECTED,
+    LINK_CONNECTING,
+    LINK_DISCONNECTED,
+    SILENCE_TIMEOUT_S,
+    DeviceLink,
+)
 from .model import DeviceReport, FrameError
 from .resolve import resolve_host
 
@@ -59,7 +66,7 @@ class DragonBreathLink(DeviceLink):
         port: int = 80,
         token: str = db.DEFAULT_TOKEN,
         connect_timeout: float = 5.0,
-        silence_timeout: float = 10.0,
+        silence_timeout: float = SILENCE_TIMEOUT_S,
         backoff: Backoff | None = None,
         lease_timeout: float | None = None,
     ) -> None:

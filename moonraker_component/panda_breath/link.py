@@ -25,6 +25,12 @@ LINK_CLOSED = "closed"
 #: tell the bridge's sessions from its web page's and its app's.
 USER_AGENT = "moonraker-panda-breath"
 
+#: Default ``silence_timeout``: a link that heard nothing this long counts the
+#: device as gone.  Over 2.4 GHz Wi-Fi an 8 s stall plus one 2 s frame period
+#: (plus jitter) reaches 10 s and made 10 s reconnect a live link; 12 s leaves
+#: those alone and only the long stalls (20 s) reconnect (docs/Developing.md).
+SILENCE_TIMEOUT_S = 12.0
+
 #: The same problem is logged at most once per this many seconds, with a count.
 LOG_INTERVAL_S = 60.0
 

@@ -63,8 +63,9 @@ DRAGONBREATH = "dragonbreath"
 TARGET = 45
 #: The target a row switches to while the device is out of reach, to prove convergence.
 NEW_TARGET = 40
-#: The component's defaults (the suite runs with them, not the tests' quick timings).
-SILENCE_TIMEOUT = 10.0
+#: The component's defaults (the suite runs with them, not the tests' quick timings;
+#: tests/test_faults_script.py checks they match).
+SILENCE_TIMEOUT = 12.0
 RECONNECT_MAX_DELAY = 5.0
 REASSERT_INTERVAL = 20.0
 #: Wall-clock state interval of the simulated MQTT devices (start_stack passes
@@ -89,7 +90,16 @@ SOAK_HEAT_BOUND = RECONNECT_MAX_DELAY + 1.0
 #: The name the name-resolution row gives the component as ``host``.
 DEVICE_NAME = "panda-breath-sim.test"
 SILENCE_S = 30.0
-MQTT_HANG_S = 12.0
+#: The stock WebSocket's silent-socket bound: the silence is seen at most
+#: silence_timeout after the fault, then the link waits for its close to be
+#: answered (up to CLOSE_WAIT_S, 5.5 s, when a silent device does not answer;
+#: the simulator does), then 1 s to connect and resend.
+SILENT_SOCKET_BOUND = SILENCE_TIMEOUT + 5.5 + 1.0
+#: stock_mqtt's hung device: stopped longer than silence_timeout, so the
+#: component must see the silence (within MQTT_SILENCE_SEEN: the last state up
+#: to 0.5 s before the hang, the link's 0.25 s tick, the suite's 0.1 s poll).
+MQTT_HANG_S = SILENCE_TIMEOUT + 4.0
+MQTT_SILENCE_SEEN = SILENCE_TIMEOUT + 1.5
 OCCUPY_S = 4.0
 OUTAGE_S = 4.0
 SIGKILL_WATCH_S = 2.0
@@ -773,7 +783,7 @@ def run_silent_socket(h: Harness) -> list[Rep]:
             lambda s: heating(h.firmware, TARGET)(s) and bool(host_writes(s, wall)),
             lambda d: d["link"] == "connected" and d["reconnects"] > before, t0, 25.0,
         )
-        return [h.outcome(TARGET, seconds, state, 15.0)]
+        return [h.outcome(TARGET, seconds, state, SILENT_SOCKET_BOUND)]
     finally:
         h.control("silence", seconds=0)
 
@@ -803,7 +813,7 @@ def _hung_mqtt_device(h: Harness, before: int) -> Rep:
     )
     note = f"hung device (SIGSTOP {MQTT_HANG_S:g} s); silence seen after " + (
         f"{detected:.1f} s" if detected is not None else "never")
-    ok = detected is not None and detected <= 15.0
+    ok = detected is not None and detected <= MQTT_SILENCE_SEEN
     return h.outcome(TARGET, seconds, state, MQTT_HANG_S + 5.0, extra_ok=ok, note=note)
 
 
@@ -1322,7 +1332,7 @@ FAULTS: list[Fault] = [
           {fw: NOT_MQTT_DROP for fw in MQTT_FIRMWARES}, db=run_db_connection_reset),
     Fault("silent-socket", f"desired {TARGET}", run_silent_socket,
           lambda fw: {"stock_mqtt": MQTT_HANG_S + 5.0,
-                      DRAGONBREATH: DB_STREAM_SILENCE + 1.0}.get(fw, 15.0),
+                      DRAGONBREATH: DB_STREAM_SILENCE + 1.0}.get(fw, SILENT_SOCKET_BOUND),
           {"esphome": ESPHOME_NO_SILENCE}, db=run_db_silent_stream,
           db_expect=f"polling, desired {TARGET}"),
     Fault("reboot-saved-heat", "OFF", run_reboot_saved_heat, const(5.0),
