@@ -14,7 +14,7 @@ import hashlib
 
 import pytest
 from panda_breath.dragonbreath_http import _StreamTCPClient
-from panda_breath.stock_ws_link import open_websocket
+from panda_breath.websocket_client import connect
 
 WS_MAGIC = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -57,7 +57,7 @@ async def test_a_late_upgrade_is_not_left_open(cancel: bool) -> None:
     server = await asyncio.start_server(device.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        attempt = asyncio.ensure_future(open_websocket("ws://127.0.0.1:%d/ws" % port, 0.4))
+        attempt = asyncio.ensure_future(connect("127.0.0.1", port, "/ws", 0.4, "test", 1 << 20))
         if cancel:  # the link closed while it was connecting
             await asyncio.sleep(0.2)
             attempt.cancel()

@@ -14,10 +14,10 @@ import time
 
 import pytest
 import sim_fixtures
+from panda_breath.websocket_client import connect
 from pbsim.faults import FAULT_KINDS, ScheduledFault
 from pbsim.hostile import HUGE_NUMBER, KINDS, NEW_KINDS
 from sim_fixtures import collect, eventually, http_get, recv_json, ws_open
-from tornado.websocket import websocket_connect
 from websockets.protocol import State
 
 make_sim = sim_fixtures.make_sim
@@ -100,23 +100,29 @@ async def test_new_kinds_over_websocket(make_sim, firmware):
     await ws.close()
 
 
-async def test_giant_frame_exceeds_the_bridges_tornado_limit(make_sim):
+async def test_giant_frame_is_skipped_by_the_bridges_client(make_sim):
     sim = await make_sim(frame_interval=0.3, printer_frame_every=0)
-    bridge_like = await websocket_connect(sim.ws_url, max_message_size=1 << 20)
-    assert json.loads(await bridge_like.read_message())["settings"]["fw_version"] == "V1.0.3"
+    bridge_like = await connect("127.0.0.1", sim.port, "/ws", 2.0, "test", 1 << 20)
+    messages: list[str | bytes] = []
+    dropped: list[str] = []
+    bridge_like.start(messages.append, dropped.append)
+    await eventually(lambda: bool(messages))
+    assert json.loads(messages[0])["settings"]["fw_version"] == "V1.0.3"
     ws, _ = await ws_open(sim)  # no limit: receives it whole
     sim.set_temperatures(chamber=30)
     assert sim.control("giant")["sent"] == 2
-    while (message := await bridge_like.read_message()) is not None:
-        assert len(message) < 1 << 20
-    # tornado sends close 1009 ("message too big") and drops the connection.
-    await eventually(lambda: sim.state()["counters"].get("ws_client_close_1009") == 1)
     while len(giant := await asyncio.wait_for(ws.recv(), 3)) < 1 << 20:
         pass  # a periodic frame queued before it
     assert len(giant) == 2 << 20 and json.loads(giant)["settings"]["warehouse_temper"] == 30
     assert await recv_json(ws) == {"settings": {"warehouse_temper": 30}}  # normal again
-    await eventually(lambda: sim.state()["clients"] == 1)
+    # The bridge's client skipped it unread and stayed connected.
+    await eventually(lambda: dropped == ["a message over 1024 KiB, skipped"])
+    count = len(messages)
+    await eventually(lambda: len(messages) > count)
+    assert all(len(m) < 1 << 20 for m in messages)
+    assert sim.state()["clients"] == 2 and "ws_client_close_1009" not in sim.state()["counters"]
     assert sim.state()["counters"]["hostile_giant"] == 2
+    bridge_like.close()
     await ws.close()
 
 

@@ -1,4 +1,4 @@
-"""One persistent tornado WebSocket session with a stock-firmware Panda Breath.
+"""One persistent WebSocket session with a stock-firmware Panda Breath.
 
 The device sends a snapshot right after the upgrade and small temperature
 frames every few seconds; it never acknowledges writes and sometimes goes
@@ -20,9 +20,6 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from tornado import websocket as tornado_ws
-from tornado.httpclient import HTTPRequest
-
 from . import stock_ws
 from .backoff import Backoff
 from .link import (
@@ -35,18 +32,17 @@ from .link import (
 )
 from .model import MODE_DRYING, MODE_ON, DeviceReport, FrameError, device_degrees
 from .resolve import resolve_host
+from .websocket_client import ConnectionClosed, WebSocketClient, connect
 
 if TYPE_CHECKING:
     from .link import LinkListener  # annotations only
 
 # Our own frames are tiny; the device's snapshot is a few KiB.  Anything larger
-# is dropped by the decoder, and only absurd sizes end the connection.
+# is dropped by the decoder; absurd sizes are skipped unread.
 _MAX_MESSAGE_SIZE = 1024 * 1024
 #: A connection that lasted this long was healthy: the next drop retries quickly.
 #: Shorter ones (a device that accepts and closes at once) keep backing off.
 STABLE_CONNECTION_S = 2.0
-#: tornado aborts a connection whose close is not answered within 5 s.
-CLOSE_WAIT_S = 5.5
 #: Default period of the idempotent re-assert (``reassert_interval``).
 REASSERT_INTERVAL_S = 20.0
 
@@ -69,7 +65,7 @@ class StockWebSocketLink(DeviceLink):
         self.address: str | None = None
         self.version = stock_ws.DEFAULT_VERSION
         self.version_known = False
-        self._ws: tornado_ws.WebSocketClientConnection | None = None
+        self._ws: WebSocketClient | None = None
         self._closing = False
         #: Connections that ended without a close frame from the device.
         self.abrupt_closes = 0
@@ -98,8 +94,7 @@ class StockWebSocketLink(DeviceLink):
                 if time.monotonic() - started >= STABLE_CONNECTION_S:
                     self.backoff.reset()
                 if abrupt and not self._closing and self.backoff.attempts == 0:
-                    # A reset, or our client refused a frame over
-                    # _MAX_MESSAGE_SIZE and closed: the device may be fine,
+                    # A reset or a protocol error: the device may be fine,
                     # so try again at once (the backoff takes over if this
                     # repeats before a connection was stable).
                     self.backoff.attempts = 1
@@ -110,16 +105,19 @@ class StockWebSocketLink(DeviceLink):
             await asyncio.sleep(self.backoff.next_delay())
         self._set_state(LINK_CLOSED)
 
-    async def _connect(self) -> tornado_ws.WebSocketClientConnection:
+    async def _connect(self) -> WebSocketClient:
         self.address = await resolve_host(self.host, self.connect_timeout)
-        host = "[%s]" % self.address if ":" in self.address else self.address
-        url = "ws://%s:%d/ws" % (host, self.port)
-        return await open_websocket(url, self.connect_timeout)
+        return await connect(self.address, self.port, "/ws", self.connect_timeout,
+                             USER_AGENT, _MAX_MESSAGE_SIZE)
 
-    async def _serve(self, ws: tornado_ws.WebSocketClientConnection) -> bool:
-        """Read until the connection ends; True if it ended without a close frame."""
+    async def _serve(self, ws: WebSocketClient) -> bool:
+        """Take frames until the connection ends; True if it ended without a close frame.
+
+        Frames reach ``_handle_message`` as they are read; this task only
+        wakes when the connection ends or to check for silence.
+        """
         self._ws = ws
-        self.connected_since = time.monotonic()
+        self.connected_since = started = time.monotonic()
         self.last_error = None
         self._note_connected()
         logging.info("panda_breath [%s]: connected to %s:%d", self.name, self.address, self.port)
@@ -128,29 +126,36 @@ class StockWebSocketLink(DeviceLink):
         try:
             self._set_state(LINK_CONNECTED)
             self.listener.on_link_up()
+            ws.start(self._handle_message, self._drop_message)
             while not self._closing:
-                try:
-                    message = await asyncio.wait_for(ws.read_message(), self.silence_timeout)
-                except asyncio.TimeoutError:
+                heard = max(started, self.last_frame_time or started)
+                quiet_left = heard + self.silence_timeout - time.monotonic()
+                if quiet_left <= 0:
                     reason = "device silent for %.0f s" % self.silence_timeout
                     break
-                if message is None:
+                if await ws.closed_within(quiet_left):
                     gone = True
+                    if ws.failure is not None:
+                        raise ws.failure
                     if ws.close_code is None:
                         abrupt = True
                         self.abrupt_closes += 1
-                        reason = "connection lost (reset, or a frame over %d KiB refused)" % (
-                            _MAX_MESSAGE_SIZE // 1024)
+                        reason = "connection lost (%s)" % (ws.error or "reset")
                     break
-                self._handle_message(message)
         finally:
             self._ws = None
             self._forget_writes()
             ws.close(1000 if self._closing else 1001)
             self._session_ended(reason, self._closing)
             if not (self._closing or gone):
-                await _closed(ws)
+                # On a lagging link our close may reach the device after a new
+                # connection would: it would hold two sessions of ours meanwhile.
+                await ws.wait_closed()
         return abrupt
+
+    def _drop_message(self, reason: str) -> None:
+        self._note_frame()
+        self._drop_frame(reason)
 
     def _handle_message(self, message: str | bytes) -> None:
         self._note_frame()
@@ -239,12 +244,12 @@ class StockWebSocketLink(DeviceLink):
             return False
         for key, value in writes:
             try:
-                future = ws.write_message(stock_ws.encode_settings(key, value))
-            except tornado_ws.WebSocketClosedError:
+                ws.write_text(stock_ws.encode_settings(key, value))
+            except ConnectionClosed:
                 return False
             self.frames_sent += 1
-            # A failed write surfaces as a closed connection in the read loop.
-            self._track_write(future)
+        # A failed write surfaces as a closed connection in the session loop.
+        self._track_write(ws.drained())
         return True
 
     async def close(self) -> None:
@@ -268,47 +273,6 @@ class StockWebSocketLink(DeviceLink):
             "V%d.%d.%d" % self.version if self.version_known else None
         )
         return info
-
-
-async def open_websocket(url: str, timeout: float) -> tornado_ws.WebSocketClientConnection:
-    """The upgrade within ``timeout``; a connection given up on is closed, never left open.
-
-    On a stalling Wi-Fi link the device may accept an upgrade long after we
-    stopped waiting: a forgotten connection would hold one of its few client
-    slots.  tornado's own request timeout closes the socket of an unfinished
-    upgrade, and an upgrade that finishes after a timeout or cancellation is
-    closed the moment it does.
-    """
-    request = HTTPRequest(url, connect_timeout=timeout, request_timeout=timeout,
-                          headers={"User-Agent": USER_AGENT})
-    future = asyncio.ensure_future(
-        tornado_ws.websocket_connect(request, max_message_size=_MAX_MESSAGE_SIZE))
-    try:
-        return await asyncio.wait_for(asyncio.shield(future), timeout)
-    except BaseException:
-        future.add_done_callback(_close_late)
-        raise
-
-
-async def _closed(ws: tornado_ws.WebSocketClientConnection) -> None:
-    """Wait until the device answered our close (tornado gives up after 5 s).
-
-    On a lagging link our close may reach the device after a new connection
-    would: the device would hold two sessions of ours meanwhile.
-    """
-    deadline = time.monotonic() + CLOSE_WAIT_S
-    try:
-        while await asyncio.wait_for(ws.read_message(),
-                                     max(0.01, deadline - time.monotonic())) is not None:
-            pass
-    except asyncio.TimeoutError:
-        pass
-
-
-def _close_late(future: asyncio.Future[tornado_ws.WebSocketClientConnection]) -> None:
-    if future.cancelled() or future.exception() is not None:
-        return
-    future.result().close(1001)
 
 
 def _describe(exc: BaseException) -> str:
