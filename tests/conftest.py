@@ -32,7 +32,8 @@ QUICK_FILES = (
     "test_sim_controls.py", "test_sim_dragonbreath.py", "test_sim_faults.py",
     "test_sim_hostile.py", "test_sim_stock_ws.py", "test_stock_protocol.py",
     "test_stock_ws_link.py", "test_supervisor.py", "test_system_packages.py",
-    "test_quick_tier.py", "test_websocket_client.py", "test_websocket_protocol.py",
+    "test_quick_tier.py", "test_stock_ws_session.py", "test_websocket_client.py",
+    "test_websocket_protocol.py",
 )  # fmt: skip
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable
+from typing import Any
 
 from . import websocket_protocol as wsp
 
@@ -185,15 +186,18 @@ class WebSocketClient(asyncio.Protocol):
 
     def _deliver(self, message: str | bytes) -> None:
         assert self._on_message is not None
-        try:
-            self._on_message(message)
-        except Exception as exc:  # noqa: BLE001 - handed to the session, which fails
-            self.failure = exc
-            self._cut("the message handler failed")
+        self._call(self._on_message, message)
 
     def _drop(self, reason: str) -> None:
         assert self._on_dropped is not None
-        self._on_dropped(reason)
+        self._call(self._on_dropped, reason)
+
+    def _call(self, callback: Callable[[Any], None], argument: Any) -> None:
+        try:
+            callback(argument)
+        except Exception as exc:  # noqa: BLE001 - handed to the session, which fails
+            self.failure = exc
+            self._cut("the message handler failed")
 
     def _answer_close(self, payload: bytes) -> None:
         self.close_code = wsp.close_code(payload)
