@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from panda_breath import websocket_client
 from panda_breath.websocket_client import ConnectionClosed, WebSocketClient, connect
+from sim_fixtures import eventually
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.datastructures import Headers
 from websockets.http11 import Response
@@ -49,13 +50,6 @@ class Received:
         client.start(self.messages.append, self.dropped.append)
 
 
-async def until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "not within %.1f s" % timeout
-        await asyncio.sleep(0.01)
-
-
 async def open_client(port: int) -> WebSocketClient:
     return await connect("127.0.0.1", port, "/ws", 2.0, "moonraker-panda-breath test", 1 << 20)
 
@@ -76,11 +70,11 @@ async def test_messages_arrive_only_once_the_session_starts(server) -> None:
     got = Received()
     assert got.messages == []
     got.attach(client)
-    await until(lambda: len(got.messages) == 2)
+    await eventually(lambda: len(got.messages) == 2)
     assert got.messages == ['{"snapshot":1}', b"\x00\x01"]
     client.write_text("hello")
     await client.drained()
-    await until(lambda: len(got.messages) == 3)
+    await eventually(lambda: len(got.messages) == 3)
     assert got.messages[2] == "echo hello"
     assert agents == ["moonraker-panda-breath test"]
     client.close(1000)
@@ -99,7 +93,7 @@ async def test_a_ping_is_answered(server) -> None:
 
     client = await open_client(await server(handler))
     Received().attach(client)
-    await until(lambda: len(pongs) == 1)
+    await eventually(lambda: len(pongs) == 1)
     client.close()
     await client.wait_closed()
 
@@ -141,7 +135,7 @@ async def test_an_absurd_message_is_skipped_and_the_session_goes_on(server) -> N
     client = await open_client(await server(handler))
     got = Received()
     got.attach(client)
-    await until(lambda: got.messages == ["fragmented"])
+    await eventually(lambda: got.messages == ["fragmented"])
     assert got.dropped == ["a message over 1024 KiB, skipped"]
     client.close()
     await client.wait_closed()
@@ -156,7 +150,7 @@ async def test_text_that_is_not_utf8_is_dropped(server) -> None:
     client = await open_client(await server(handler))
     got = Received()
     got.attach(client)
-    await until(lambda: got.messages == ["fine"])
+    await eventually(lambda: got.messages == ["fine"])
     assert got.dropped == ["a text message that is not UTF-8"]
     client.close()
 
