@@ -102,4 +102,5 @@ async def test_a_bug_in_frame_handling_ends_the_session_and_fails_the_task(
     await until(task.done, 3.0)
     with pytest.raises(RuntimeError, match="a bug"):
         task.result()  # the supervisor restarts a failed link task
+    assert link.ends == ["internal error while handling a frame"]
     await until(lambda: sim.state()["bridge_sessions"] == 0, 2.0)

@@ -136,6 +136,7 @@ class StockWebSocketLink(DeviceLink):
                 if await ws.closed_within(quiet_left):
                     gone = True
                     if ws.failure is not None:
+                        reason = "internal error while handling a frame"
                         raise ws.failure
                     if ws.close_code is None:
                         abrupt = True
