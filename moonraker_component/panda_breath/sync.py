@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 
 from .model import DeviceReport
+from .waiters import Waiters
 
 #: How long to wait for the connect snapshot before writing blind.
 SNAPSHOT_WAIT_S = 2.0
@@ -28,7 +29,7 @@ class ConnectionSync:
         self._snapshot: DeviceReport | None = None
         self._timer: asyncio.TimerHandle | None = None
         #: Requests waiting for this connection to be synced or to end.
-        self._waiters: list[asyncio.Future[None]] = []
+        self._waiters = Waiters()
 
     def link_up(self) -> None:
         self.link_down()
@@ -40,7 +41,7 @@ class ConnectionSync:
         if self._timer is not None:
             self._timer.cancel()
         self.synced = False
-        self._wake()
+        self._waiters.wake()
 
     def heard(self, report: DeviceReport) -> None:
         """The device spoke before the sync."""
@@ -61,21 +62,10 @@ class ConnectionSync:
         if self._timer is not None:
             self._timer.cancel()
         self.synced = True
-        self._wake()
+        self._waiters.wake()
         snapshot, self._snapshot = self._snapshot, None
         return True, snapshot
 
     def settled(self) -> asyncio.Future[None]:
         """Done once this connection is synced or has ended: a request waits on it."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.synced:
-            future.set_result(None)
-        else:
-            self._waiters.append(future)
-        return future
-
-    def _wake(self) -> None:
-        waiters, self._waiters = self._waiters, []
-        for future in waiters:
-            if not future.done():  # a request that stopped waiting cancelled its own
-                future.set_result(None)
+        return self._waiters.wait(self.synced)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import websocket_protocol as wsp
+from .waiters import Waiters
 
 #: How long a close of ours waits for the device's answer before the socket is cut.
 CLOSE_WAIT_S = 5.5
@@ -42,7 +43,7 @@ class WebSocketClient(asyncio.Protocol):
         self._on_dropped: Callable[[str], None] | None = None
         self._close_sent = False
         self._cut_timer: asyncio.TimerHandle | None = None
-        self._drain_waiters: list[asyncio.Future[None]] = []
+        self._drain_waiters = Waiters()
         #: The code of the server's close frame; None if it never sent one.
         self.close_code: int | None = None
         #: Why we cut the connection (a protocol violation), if we did.
@@ -78,13 +79,9 @@ class WebSocketClient(asyncio.Protocol):
 
     def drained(self) -> asyncio.Future[None]:
         """Done when everything written so far has left this host (or the socket is gone)."""
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         transport = self._transport
-        if transport is None or self._closed.done() or not transport.get_write_buffer_size():
-            future.set_result(None)
-        else:
-            self._drain_waiters.append(future)
-        return future
+        return self._drain_waiters.wait(transport is None or self._closed.done()
+                                        or not transport.get_write_buffer_size())
 
     def close(self, code: int = 1000) -> None:
         """Start the closing handshake; the socket is cut if the device does not answer."""
@@ -127,14 +124,14 @@ class WebSocketClient(asyncio.Protocol):
         return False
 
     def resume_writing(self) -> None:
-        self._wake_drain_waiters()
+        self._drain_waiters.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._cut_timer is not None:
             self._cut_timer.cancel()
         if not self._upgraded.done():
             self._upgraded.set_result("closed during the upgrade")
-        self._wake_drain_waiters()
+        self._drain_waiters.wake()
         if not self._closed.done():
             self._closed.set_result(None)
 
@@ -222,12 +219,6 @@ class WebSocketClient(asyncio.Protocol):
     def _cut(self, error: str) -> None:
         self.error = error
         self.abort()
-
-    def _wake_drain_waiters(self) -> None:
-        waiters, self._drain_waiters = self._drain_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
 
 
 async def connect(address: str, port: int, path: str, timeout: float, user_agent: str,
